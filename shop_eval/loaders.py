@@ -1,0 +1,354 @@
+"""Loaders for the three input formats, all producing :class:`~shop_eval.records.Record`.
+
+* ``shopbench``: ShopBench JSON Lines (the official development format; the kit names it ``.json``
+  but it is one object a line).  Every field but ``is_multiple_choice`` and ``track`` is required.
+* ``ec-guide``: EC-Guide style JSON arrays (a file, or a folder searched recursively).  ``task_name``
+  is filled from the file (``MCQ/ACR``).  Its quirks are kept visible as *quirks* in the result:
+
+  - a row whose ``task_type`` differs from its folder's (generation rows in ``MCQ/ACR.json``) keeps
+    its own type and gets the task name ``MCQ/ACR#generation``;
+  - the non-official metric ``bool`` (yes/no truths in ``MCQ/PRP.json``, ``MCQ/QPRJ.json``) becomes a
+    ``classification`` row scored by accuracy on the normalised label, task ``MCQ/PRP#bool``;
+  - a multiple-choice truth written as a digit string (``"3"``) becomes the int.
+
+* ``alpaca``: LLaMA-Factory alpaca JSON (``instruction``/``input``/``output``/``task_type``), the
+  seed project's test sets.  Noisy task-type labels are mapped (:func:`canonical_task_type`); truths
+  are converted:
+
+  - multiple choice ``"1"`` → ``1``; retrieval ``"1, 4, 5"`` → ``[1, 4, 5]``;
+  - ranking: an ordering of 1-based candidate indices, best first (``"4, 2, 1, 3"``) becomes one
+    relevance weight per candidate in prompt order: with ``n`` ranked items, the item at rank ``r``
+    (1-based) gets weight ``n - r``; candidates not named get 0.  So ``"4, 2, 1, 3"`` →
+    ``[1, 2, 0, 3]``: a response that repeats the ordering scores NDCG 1, and any other order less;
+  - NER: the official NER parser applied to the output text (so the truth is exactly what the
+    official extractor would read from it);
+  - generation and classification: the stripped text (metric ``rougel`` / ``accuracy``).
+
+Bad input raises :class:`~shop_eval.records.DataError` naming file, line/row and field; with
+``skip_invalid=True`` the row is counted and reported in :attr:`LoadResult.skipped` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .io import read_text
+from .records import DEFAULT_METRIC, DataError, Record, make_record
+
+FORMATS = ("auto", "shopbench", "ec-guide", "alpaca")
+
+_FOLDER_TYPES = {
+    "generation": "generation",
+    "mcq": "multiple-choice",
+    "multiple-choice": "multiple-choice",
+    "ner": "named_entity_recognition",
+    "retrieval": "retrieval",
+    "ranking": "ranking",
+    "classification": "classification",
+}
+
+_TYPE_ALIASES = {
+    "multiple choice": "multiple-choice",
+    "multi choice": "multiple-choice",
+    "multichoice": "multiple-choice",
+    "mcq": "multiple-choice",
+    "retrieval": "retrieval",
+    "rank": "ranking",
+    "ranking": "ranking",
+    "rankings": "ranking",
+    "named entity recognition": "named_entity_recognition",
+    "ner": "named_entity_recognition",
+    "generation": "generation",
+    "classification": "classification",
+}
+
+
+def canonical_task_type(label: str) -> str | None:
+    """Map a noisy task-type label ("Multiple Choice", "rank", "named-entity-recognition") to a canonical one."""
+    if not isinstance(label, str):
+        return None
+    key = re.sub(r"[\s_\-]+", " ", label.strip().lower())
+    return _TYPE_ALIASES.get(key)
+
+
+@dataclass
+class LoadResult:
+    records: list[Record] = field(default_factory=list)
+    #: rows that failed validation (only with ``skip_invalid=True``)
+    skipped: list[DataError] = field(default_factory=list)
+    #: counted quirks, e.g. ``{"MCQ/ACR: task_type 'generation' in a multiple-choice file": 5828}``
+    quirks: Counter = field(default_factory=Counter)
+    #: per record, "file:line" where it came from
+    origins: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def extend(self, other: LoadResult) -> None:
+        self.records += other.records
+        self.skipped += other.skipped
+        self.quirks.update(other.quirks)
+        self.origins += other.origins
+        self.files += other.files
+
+    def report(self) -> dict[str, Any]:
+        by_reason = Counter(f"{e.field or 'row'}: {e.message[:80]}" for e in self.skipped)
+        return {
+            "files": len(self.files),
+            "records": len(self.records),
+            "skipped": len(self.skipped),
+            "skipped_by_reason": dict(by_reason.most_common()),
+            "skipped_examples": [str(e) for e in self.skipped[:10]],
+            "quirks": dict(self.quirks),
+        }
+
+
+# --------------------------------------------------------------------------- JSON readers
+
+
+def _iter_jsonl(text: str, source: str):
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(source, f"line {lineno}", None, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+        yield f"line {lineno}", obj
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _iter_json_array(text: str, source: str):
+    """Yield ("row R (line L)", element) for a JSON array, decoding element by element so that an
+    error names its row and line."""
+    dec = json.JSONDecoder()
+    i = _WS.match(text, 0).end()
+    if text[i : i + 1] != "[":
+        raise DataError(source, "line 1", None, "expected a JSON array")
+    i = _WS.match(text, i + 1).end()
+    if text[i : i + 1] == "]":
+        return
+    row, last_pos, last_line = 0, 0, 1
+    while True:
+        row += 1
+        last_line += text.count("\n", last_pos, i)
+        last_pos = i
+        try:
+            obj, end = dec.raw_decode(text, i)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                source, f"row {row} (line {exc.lineno})", None, f"invalid JSON: {exc.msg} (column {exc.colno})"
+            ) from None
+        yield f"row {row} (line {last_line})", obj
+        i = _WS.match(text, end).end()
+        c = text[i : i + 1]
+        if c == ",":
+            i = _WS.match(text, i + 1).end()
+            continue
+        if c == "]":
+            return
+        line = last_line + text.count("\n", last_pos, i)
+        raise DataError(source, f"row {row} (line {line})", None, "invalid JSON: expected ',' or ']' after the row")
+
+
+def _json_kind(text: str) -> str:
+    i = _WS.match(text, 0).end()
+    return {"[": "array", "{": "lines"}.get(text[i : i + 1], "unknown")
+
+
+# --------------------------------------------------------------------------- converters
+
+
+def _shopbench_row(obj: Any, source: str, where: str, result: LoadResult) -> Record:
+    if isinstance(obj, dict):
+        missing = [k for k in ("input_field", "output_field", "task_name", "task_type", "metric") if k not in obj]
+        if missing:
+            raise DataError(source, where, missing[0], "missing")
+        obj = {k: v for k, v in obj.items() if k != "id"}
+    return make_record(obj, source, where)
+
+
+def _ec_guide_row(obj: Any, source: str, where: str, task_name: str, folder_type: str | None, result: LoadResult):
+    if not isinstance(obj, dict):
+        raise DataError(source, where, None, f"expected a JSON object, got {type(obj).__name__}")
+    for k in ("input_field", "output_field", "task_type", "metric"):
+        if k not in obj:
+            raise DataError(source, where, k, "missing")
+    row = dict(obj)
+    name = row.get("task_name") or task_name
+    ttype, metric, truth = row["task_type"], row["metric"], row["output_field"]
+    if folder_type and ttype != folder_type and isinstance(ttype, str):
+        result.quirks[f"{task_name}: task_type {ttype!r} in a {folder_type} file"] += 1
+        name = f"{name}#{ttype}"
+    if metric == "bool" and ttype == "multiple-choice":
+        if not isinstance(truth, str) or not truth.strip():
+            raise DataError(source, where, "output_field", f"metric 'bool' expects a yes/no label, got {truth!r:.60}")
+        result.quirks[f"{task_name}: non-official metric 'bool' read as classification/accuracy"] += 1
+        row.update(task_type="classification", metric="accuracy")
+        name = f"{name}#bool"
+    elif ttype == "multiple-choice" and isinstance(truth, str) and truth.strip().isdigit():
+        result.quirks[f"{task_name}: multiple-choice truth given as a string"] += 1
+        row["output_field"] = int(truth.strip())
+    row["task_name"] = name
+    return make_record(row, source, where)
+
+
+def _digits_list(text: str) -> list[int] | None:
+    text = text.strip().strip("[]").strip()
+    if not re.fullmatch(r"\d+(\s*,\s*\d+)*", text):
+        return None
+    return [int(x) for x in text.split(",")]
+
+
+def ordering_to_weights(order: list[int]) -> list[float]:
+    """Ranking truth as an ordering of 1-based candidates, best first → per-candidate weights (n - rank)."""
+    n = len(order)
+    weights = [0.0] * max(max(order), n)
+    for rank, cand in enumerate(order, 1):
+        weights[cand - 1] = float(n - rank)
+    return weights
+
+
+def _alpaca_row(obj: Any, source: str, where: str, task_name: str, result: LoadResult) -> Record:
+    from .extract import official_extract  # local: extract imports nothing from here
+
+    if not isinstance(obj, dict):
+        raise DataError(source, where, None, f"expected a JSON object, got {type(obj).__name__}")
+    known = {"instruction", "input", "output", "task_type", "system", "history"}
+    for k in obj:
+        if k not in known:
+            raise DataError(source, where, k, f"unknown field (known: {', '.join(sorted(known))})")
+    for k in ("instruction", "output", "task_type"):
+        if k not in obj:
+            raise DataError(source, where, k, "missing")
+        if not isinstance(obj[k], str):
+            raise DataError(source, where, k, f"expected a string, got {type(obj[k]).__name__}")
+    ttype = canonical_task_type(obj["task_type"])
+    if ttype is None:
+        raise DataError(source, where, "task_type", f"unknown task type {obj['task_type']!r}")
+    if ttype != obj["task_type"]:
+        result.quirks[f"{task_name}: task_type {obj['task_type']!r} read as {ttype!r}"] += 1
+    prompt = obj["instruction"]
+    if isinstance(obj.get("input"), str) and obj["input"].strip():
+        prompt = f"{prompt}\n{obj['input']}"
+    out = obj["output"].strip()
+    truth: Any
+    if ttype == "multiple-choice":
+        if not re.fullmatch(r"\d+", out):
+            raise DataError(source, where, "output", f"multiple-choice truth must be an option index, got {out!r:.60}")
+        truth = int(out)
+    elif ttype in ("retrieval", "ranking"):
+        nums = _digits_list(out)
+        if not nums or min(nums) < (0 if ttype == "retrieval" else 1):
+            raise DataError(source, where, "output", f"{ttype} truth must be a list of indices like '4, 2, 1', got {out!r:.60}")
+        if ttype == "ranking":
+            if len(set(nums)) != len(nums):
+                raise DataError(source, where, "output", f"ranking truth repeats a candidate: {out!r:.60}")
+            truth = ordering_to_weights(nums)
+        else:
+            truth = nums
+    elif ttype == "named_entity_recognition":
+        truth = official_extract("named_entity_recognition", out)
+    else:
+        if not out:
+            raise DataError(source, where, "output", "empty truth")
+        truth = out
+    return make_record(
+        {
+            "input_field": prompt,
+            "output_field": truth,
+            "task_name": task_name,
+            "task_type": ttype,
+            "metric": DEFAULT_METRIC[ttype],
+            "is_multiple_choice": ttype == "multiple-choice",
+        },
+        source,
+        where,
+    )
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def detect_format(path: str | Path, text: str | None = None) -> str:
+    path = Path(path)
+    if path.is_dir():
+        return "ec-guide"
+    if path.suffix == ".jsonl":
+        return "shopbench"
+    text = read_text(path) if text is None else text
+    kind = _json_kind(text)
+    if kind == "lines":
+        return "shopbench"
+    if kind == "array":
+        head = text[: 4096]
+        return "alpaca" if re.search(r'"instruction"\s*:', head) and '"input_field"' not in head else "ec-guide"
+    raise DataError(str(path), "line 1", None, "cannot tell the format: expected JSON Lines or a JSON array")
+
+
+def _load_file(path: Path, fmt: str, skip_invalid: bool, root: Path | None) -> LoadResult:
+    source = str(path)
+    result = LoadResult(files=[source])
+    text = read_text(path)
+    if fmt == "auto":
+        fmt = detect_format(path, text)
+    rel = path.relative_to(root) if root else Path(path.parent.name) / path.name
+    task_name = rel.with_suffix("").as_posix()
+    folder_type = _FOLDER_TYPES.get(rel.parts[0].lower()) if len(rel.parts) > 1 else None
+    if fmt == "shopbench":
+        rows = _iter_jsonl(text, source) if _json_kind(text) == "lines" else _iter_json_array(text, source)
+    elif fmt in ("ec-guide", "alpaca"):
+        rows = _iter_json_array(text, source)
+    else:
+        raise ValueError(f"unknown format {fmt!r} (one of {FORMATS})")
+    try:
+        for where, obj in rows:
+            try:
+                if fmt == "shopbench":
+                    rec = _shopbench_row(obj, source, where, result)
+                elif fmt == "ec-guide":
+                    rec = _ec_guide_row(obj, source, where, task_name, folder_type, result)
+                else:
+                    rec = _alpaca_row(obj, source, where, Path(path).stem, result)
+            except DataError as err:
+                if not skip_invalid:
+                    raise
+                result.skipped.append(err)
+                continue
+            result.records.append(rec)
+            result.origins.append(f"{source}:{where}")
+    except DataError as err:
+        # a JSON syntax error ends the file: rows already read are kept when skipping
+        if not skip_invalid or err in result.skipped:
+            raise
+        result.skipped.append(err)
+    return result
+
+
+def load_records(path: str | Path, fmt: str = "auto", skip_invalid: bool = False) -> LoadResult:
+    """Load a file or a folder of files in any supported format (see module docstring)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".jsonl") and p.is_file())
+        if not files:
+            raise DataError(str(path), "", None, "folder holds no .json or .jsonl files")
+        result = LoadResult()
+        for f in files:
+            result.extend(_load_file(f, fmt, skip_invalid, root=path))
+        return result
+    return _load_file(path, fmt, skip_invalid, root=None)
+
+
+def load(path: str | Path, fmt: str = "auto", skip_invalid: bool = False) -> list[Record]:
+    """Shorthand: just the records."""
+    return load_records(path, fmt, skip_invalid).records
