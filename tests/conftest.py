@@ -1,0 +1,55 @@
+"""Shared fixtures.  Tests run offline; real data under ../shared is optional (tests using it skip)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def ec_guide_dir() -> Path:
+    path = SHARED / "data" / "ec-guide"
+    if not path.is_dir():
+        pytest.skip("real EC-Guide data not present (../shared/data/ec-guide)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def seed_testsets_dir() -> Path:
+    path = SHARED / "data" / "seed-testsets"
+    if not path.is_dir():
+        pytest.skip("seed test sets not present (../shared/data/seed-testsets)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny Llama model (tokenizer + weights) built from scratch once per test session."""
+    from shop_eval.tiny import build_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny-model")
+    build_tiny_model(out, seed=0, quick=True)
+    return out
