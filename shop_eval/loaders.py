@@ -248,7 +248,9 @@ def _alpaca_row(obj: Any, source: str, where: str, task_name: str, result: LoadR
     elif ttype in ("retrieval", "ranking"):
         nums = _digits_list(out)
         if not nums or min(nums) < (0 if ttype == "retrieval" else 1):
-            raise DataError(source, where, "output", f"{ttype} truth must be a list of indices like '4, 2, 1', got {out!r:.60}")
+            raise DataError(
+                source, where, "output", f"{ttype} truth must be a list of indices like '4, 2, 1', got {out!r:.60}"
+            )
         if ttype == "ranking":
             if len(set(nums)) != len(nums):
                 raise DataError(source, where, "output", f"ranking truth repeats a candidate: {out!r:.60}")
@@ -289,7 +291,7 @@ def detect_format(path: str | Path, text: str | None = None) -> str:
     if kind == "lines":
         return "shopbench"
     if kind == "array":
-        head = text[: 4096]
+        head = text[:4096]
         return "alpaca" if re.search(r'"instruction"\s*:', head) and '"input_field"' not in head else "ec-guide"
     raise DataError(str(path), "line 1", None, "cannot tell the format: expected JSON Lines or a JSON array")
 
@@ -330,7 +332,28 @@ def _load_file(path: Path, fmt: str, skip_invalid: bool, root: Path | None) -> L
         if not skip_invalid or err in result.skipped:
             raise
         result.skipped.append(err)
+    if fmt == "ec-guide":
+        _split_mixed_metrics(result)
     return result
+
+
+def _split_mixed_metrics(result: LoadResult) -> None:
+    """A task is scored with one metric: in a file that mixes metrics under one task name
+    (EC-Guide's Generation/PKS: bleu and sent-transformer rows), rows of the less common metrics get
+    the task name ``NAME#metric`` — reported as a quirk."""
+    per_task: dict[str, Counter] = {}
+    for r in result.records:
+        per_task.setdefault(r.task_name, Counter())[r.metric] += 1
+    for name, counts in per_task.items():
+        if len(counts) < 2:
+            continue
+        main = counts.most_common(1)[0][0]
+        for r in result.records:
+            if r.task_name == name and r.metric != main:
+                r.task_name = f"{name}#{r.metric}"
+        for metric, n in counts.items():
+            if metric != main:
+                result.quirks[f"{name}: {n} rows with metric {metric!r} beside {main!r} (task {name}#{metric})"] += n
 
 
 def load_records(path: str | Path, fmt: str = "auto", skip_invalid: bool = False) -> LoadResult:
