@@ -116,10 +116,10 @@ def _official_failed(task_type: str, value: Any) -> bool:
 # =========================================================================== flexible
 
 _ROLE_TAGS = re.compile(
-    r"<\|[a-z_]+\|>|</?s>|\[/?INST\]|<</?SYS>>|<\|?(?:im_start|im_end|eot_id|end_of_text|endoftext)\|?>"
-    r"|^\s*(?:assistant|system|user)\s*(?:\n|:)",
-    re.IGNORECASE | re.MULTILINE,
+    r"<\|[a-z_]+\|>|</?s>|\[/?INST\]|<</?SYS>>|<\|?(?:im_start|im_end|eot_id|end_of_text|endoftext)\|?>",
+    re.IGNORECASE,
 )
+_ROLE_LINE = re.compile(r"^\s*(?:assistant|system|user)\s*(?:\n|:)", re.IGNORECASE | re.MULTILINE)
 _ANSWER_MARK = re.compile(
     r"(?:final\s+answer|the\s+answer\s+is|answer\s+is|answer|output|response|result|ranking|entities|label"
     r"|category|sentiment|prediction)\s*(?:is|would\s+be|are)?\s*[:：=\-]?\s*",
@@ -136,7 +136,7 @@ def _clean(response: str, nfkc: bool = True) -> str:
     text = response[:20000]
     if nfkc:  # full-width digits and brackets; not for free text, where it would change the answer
         text = unicodedata.normalize("NFKC", text)
-    text = _ROLE_TAGS.sub("\n", text)
+    text = _ROLE_LINE.sub("\n", _ROLE_TAGS.sub("\n", text))
     text = _MARKDOWN.sub("", text)
     return text.strip()
 
@@ -306,7 +306,7 @@ def _flex_classification(text: str, prompt: str | None, labels) -> Extraction:
             if m and (best is None or m.start() < best[0] or (m.start() == best[0] and len(key) > len(best[1]))):
                 best = (m.start(), key)
         if best:
-            return Extraction(best[1], False)
+            return Extraction(norm[best[1]], False)
     first = _official_classification(seg)
     return Extraction(first, not normalize_label(first))
 

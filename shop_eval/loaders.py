@@ -118,8 +118,8 @@ def _iter_jsonl(text: str, source: str):
             continue
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(source, f"line {lineno}", None, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+        except json.JSONDecodeError as exc:  # handed on, so that a skip can go on to the next line
+            obj = DataError(source, f"line {lineno}", None, f"invalid JSON: {exc.msg} (column {exc.colno})")
         yield f"line {lineno}", obj
 
 
@@ -209,11 +209,12 @@ def _digits_list(text: str) -> list[int] | None:
 
 
 def ordering_to_weights(order: list[int]) -> list[float]:
-    """Ranking truth as an ordering of 1-based candidates, best first → per-candidate weights (n - rank)."""
+    """Ranking truth as an ordering of 1-based candidates, best first → per-candidate weights
+    (n - rank + 1: the best of n gets n, the last named 1, a candidate not named 0)."""
     n = len(order)
     weights = [0.0] * max(max(order), n)
     for rank, cand in enumerate(order, 1):
-        weights[cand - 1] = float(n - rank)
+        weights[cand - 1] = float(n - rank + 1)
     return weights
 
 
@@ -314,6 +315,8 @@ def _load_file(path: Path, fmt: str, skip_invalid: bool, root: Path | None) -> L
     try:
         for where, obj in rows:
             try:
+                if isinstance(obj, DataError):
+                    raise obj
                 if fmt == "shopbench":
                     rec = _shopbench_row(obj, source, where, result)
                 elif fmt == "ec-guide":
