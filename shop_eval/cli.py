@@ -15,6 +15,7 @@ from .records import DataError
 COMMAND_MODULES = [
     "shop_eval.convert",
     "shop_eval.scorer",
+    "shop_eval.synth",
 ]
 
 
