@@ -54,8 +54,9 @@ def _response_from_sample(sample: dict, source: str, where: str) -> str:
         raise DataError(source, where, "resps", "missing or empty in the lm-eval sample")
     first = resps[0]
     # log-likelihood multiple choice: one [loglik, is_greedy] per option -> the argmax option index
-    if all(isinstance(r, list) and r and isinstance(r[0], list) and isinstance(r[0][0], (int, float)) for r in resps):
-        lls = [r[0][0] for r in resps]
+    # (lm-eval 0.4.11 logs them as strings: [["-11.05", "False"]])
+    if all(isinstance(r, list) and r and isinstance(r[0], list) and r[0] and _is_num(r[0][0]) for r in resps):
+        lls = [float(r[0][0]) for r in resps]
         return str(int(np.argmax(lls)))
     if all(isinstance(r, list) and len(r) == 2 and isinstance(r[0], (int, float)) for r in resps):
         return str(int(np.argmax([r[0] for r in resps])))
@@ -64,6 +65,20 @@ def _response_from_sample(sample: dict, source: str, where: str) -> str:
     if isinstance(first, str):
         return first
     raise DataError(source, where, "resps", f"cannot read a response from {first!r:.80}")
+
+
+def _is_num(x: Any) -> bool:
+    if isinstance(x, bool):
+        return False
+    if isinstance(x, (int, float)):
+        return True
+    if isinstance(x, str):
+        try:
+            float(x)
+        except ValueError:
+            return False
+        return x.strip().lower() not in ("nan", "inf", "-inf", "infinity", "-infinity", "+inf")
+    return False
 
 
 def _doc_key(doc: dict) -> tuple[str, str]:
