@@ -1,0 +1,13 @@
+"""Stub of bitsandbytes for the benchmark device (see bench/stubs/_stub.py)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _stub import install  # noqa: E402
+
+_mod = install(
+    __name__,
+    ("nn", "functional", "functional.lib", "optim", "autograd", "autograd._functions", "cextension", "utils"),
+)
+_mod.functional.lib = sys.modules[__name__ + ".functional.lib"]
