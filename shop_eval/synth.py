@@ -231,14 +231,11 @@ class NearDupIndex:
 
     def __init__(self, threshold: float = ROUGE_THRESHOLD, num_perm: int = 256, bands: int = 64, seed: int = 1):
         from datasketch import MinHash, MinHashLSH
-        from rouge_score import rouge_scorer
 
         self.threshold = threshold
         self.num_perm = num_perm
-        self._minhash = MinHash
-        self._seed = seed
         self.tokenizer = RougeTokenizer()
-        self.scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=self.tokenizer)
+        self._scorer = None
         self.lsh = MinHashLSH(num_perm=num_perm, params=(bands, num_perm // bands))
         self.texts: dict[str, str] = {}
         self.counts: dict[str, Counter] = {}
@@ -249,6 +246,15 @@ class NearDupIndex:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    @property
+    def scorer(self):
+        """rouge-score's ROUGE-L scorer (imported on first use: it loads nltk, seconds on a busy machine)."""
+        if self._scorer is None:
+            from rouge_score import rouge_scorer
+
+            self._scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=self.tokenizer)
+        return self._scorer
 
     @staticmethod
     def _shingles(tokens: list[str]) -> list[bytes]:
@@ -536,6 +542,14 @@ class Synthesizer:
         self.stopped: str | None = None
         self._completion_mean: float | None = None
         self._req_counter = 0
+        # rate limits (leaky buckets): requests in bursts of at most one second's worth; tokens per minute
+        from aiolimiter import AsyncLimiter
+
+        self.rpm_limiter = None
+        if opts.rpm:
+            burst = max(1.0, opts.rpm / 60)
+            self.rpm_limiter = AsyncLimiter(burst, burst * 60 / opts.rpm)
+        self.tpm_limiter = AsyncLimiter(opts.tpm, 60) if opts.tpm else None
 
     # ------------------------------------------------------------------ state
     def missing(self, t: str) -> int:
@@ -836,8 +850,6 @@ class Synthesizer:
 
     # ------------------------------------------------------------------ run
     async def run(self) -> dict[str, Any]:
-        from aiolimiter import AsyncLimiter
-
         t0 = time.monotonic()
         self.pool = NearDupIndex(self.opts.rouge_threshold)
         for t in self.types:
@@ -870,11 +882,6 @@ class Synthesizer:
                 api_key=self.api_key, base_url=self.opts.base_url, max_retries=0, timeout=self.opts.timeout
             )
         self.sem = asyncio.Semaphore(self.opts.concurrency)
-        self.rpm_limiter = None
-        if self.opts.rpm:
-            burst = max(1.0, self.opts.rpm / 60)  # at most one second's worth at once
-            self.rpm_limiter = AsyncLimiter(burst, burst * 60 / self.opts.rpm)
-        self.tpm_limiter = AsyncLimiter(self.opts.tpm, 60) if self.opts.tpm else None
         self._progress = self._make_progress()
         self._last_log = time.monotonic()
         if resumed:

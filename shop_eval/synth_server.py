@@ -17,6 +17,7 @@ after the end of the list are served normally, or the list repeats with ``cycle=
 ``ok``          a normal answer (after ``latency`` seconds)
 ``429``         HTTP 429 with ``Retry-After: <retry_after>`` and an OpenAI error body
 ``500``/``503`` HTTP 500 / 503 with an OpenAI error body
+``401``         HTTP 401 (a wrong key: not worth a retry)
 ``slow``        answers only after ``slow_seconds`` (longer than the client's timeout)
 ``drop``        closes the connection without answering
 ``badjson``     HTTP 200, ``application/json``, a truncated JSON body
@@ -44,7 +45,7 @@ from typing import Any
 
 from aiohttp import web
 
-FAULTS = ("ok", "429", "500", "503", "slow", "drop", "badjson", "garbage", "dup")
+FAULTS = ("ok", "429", "500", "503", "401", "slow", "drop", "badjson", "garbage", "dup")
 
 _BRANDS = "Acme Borealis Cobalt Dunmore Everly Fjord Granite Halcyon Ivory Juniper Kestrel Lumen Meridian Nimbus Orchard Pinnacle".split()
 _ADJ = "compact wireless stainless waterproof ergonomic foldable rechargeable insulated lightweight premium rugged slim portable quiet smart".split()
@@ -196,7 +197,7 @@ class FakeOpenAIServer:
         if fault == "drop":
             request.transport.close()
             raise asyncio.CancelledError  # aiohttp drops the connection without a response
-        if fault in ("429", "500", "503"):
+        if fault in ("429", "500", "503", "401"):
             status = int(fault)
             headers = {"Retry-After": f"{self.retry_after:g}"} if status == 429 else {}
             err = {"error": {"message": f"injected {status}", "type": "server_error", "code": None}}

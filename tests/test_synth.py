@@ -1,0 +1,540 @@
+"""``shop-eval synth``: parsing, the near-duplicate filter, the append-only output, and runs against a
+real HTTP server (shop_eval.synth_server) that injects faults: every requested item exactly once,
+rate limits kept, SIGKILL + restart loses and duplicates nothing, the key never written."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rouge_score import rouge_scorer
+
+from shop_eval.loaders import load_records
+from shop_eval.records import TASK_TYPES, DataError, make_record
+from shop_eval.synth import (
+    R_CONTAMINATED,
+    R_DUPLICATE,
+    R_EMPTY_INPUT,
+    R_INVALID_OUTPUT,
+    R_NEAR_DUPLICATE,
+    R_NO_MARKERS,
+    R_OUT_OF_RANGE,
+    R_SURPLUS,
+    R_TRUNCATED,
+    NearDupIndex,
+    Rejected,
+    RougeTokenizer,
+    Synthesizer,
+    SynthOptions,
+    load_template,
+    parse_block,
+    parse_reply,
+    recover_jsonl,
+    render_example,
+    render_prompt,
+    template_path,
+)
+from shop_eval.synth_server import FakeOpenAIServer
+
+KEY = "sk-test-9f8e7d6c5b4a-never-write-me"
+
+# A few hand-written seeds per task type (ShopBench records).
+SEEDS = [
+    {
+        "input_field": "Which product best matches the query 'trail running shoes'?\n0. Leather loafers\n"
+        "1. Salomon Speedcross 6 trail runners\n2. Yoga mat\n3. Ceramic teapot\nAnswer:",
+        "output_field": 1,
+        "task_type": "multiple-choice",
+    },
+    {
+        "input_field": "Instructions: Evaluate the review on a scale of 1 to 5.\nInput: The kettle leaks after a week.\n"
+        "Output:",
+        "output_field": 1,
+        "task_type": "multiple-choice",
+    },
+    {
+        "input_field": "A shopper viewed 'USB-C charging cable'. Which items fit?\n1. USB-C wall charger\n"
+        "2. Garden hose\n3. Braided USB-C cable 2 m\n4. Phone stand\nOutput:",
+        "output_field": [1, 3],
+        "task_type": "retrieval",
+    },
+    {
+        "input_field": "Rank by relevance to 'espresso machine':\n1. Milk frother\n2. Breville Barista Express\n"
+        "3. Tea infuser",
+        "output_field": [1.0, 2.0, 0.0],
+        "task_type": "ranking",
+    },
+    {
+        "input_field": "Text: 'Bought a Lodge cast iron skillet in red.'\nEntity type: brand",
+        "output_field": ["Lodge"],
+        "task_type": "named_entity_recognition",
+    },
+    {
+        "input_field": "Explain in one sentence why a shopper might choose a merino wool base layer.",
+        "output_field": "Merino wool keeps you warm, wicks sweat and resists odour, so it suits long outdoor days.",
+        "task_type": "generation",
+    },
+    {
+        "input_field": "Review: The blender is loud but crushes ice in seconds.\nSentiment (positive, negative, "
+        "mixed)?\nAnswer:",
+        "output_field": "mixed",
+        "task_type": "classification",
+    },
+]
+
+
+def _seed_records():
+    out = []
+    for k, row in enumerate(SEEDS):
+        row = {"task_name": f"seed/{row['task_type']}", "metric": _metric(row["task_type"]), **row}
+        out.append(make_record(row, "SEEDS", f"row {k}"))
+    return out
+
+
+def _metric(t):
+    from shop_eval.records import DEFAULT_METRIC
+
+    return DEFAULT_METRIC[t]
+
+
+@pytest.fixture
+def seeds_file(tmp_path):
+    path = tmp_path / "seeds.jsonl"
+    path.write_text("".join(r.model_dump_json() + "\n" for r in _seed_records()), encoding="utf-8")
+    return path
+
+
+def _opts(tmp_path, base_url, **kw):
+    defaults = dict(
+        out=tmp_path / "synth.jsonl",
+        model="fake",
+        count=12,
+        task_types=list(TASK_TYPES),
+        base_url=base_url,
+        per_request=2,
+        concurrency=4,
+        timeout=2.0,
+        backoff=0.02,
+        backoff_max=0.2,
+        max_retries=10,
+        progress=False,
+    )
+    defaults.update(kw)
+    return SynthOptions(**defaults)
+
+
+def _read_ids(path: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _expected_ids(synth: Synthesizer) -> set[str]:
+    from shop_eval.records import SHORT_NAMES
+
+    return {f"synth-{synth.cfg}-{SHORT_NAMES[t]}-{i:06d}" for t in synth.types for i in range(synth.quota[t])}
+
+
+# =========================================================================== parsing
+
+
+def test_every_shipped_template_renders_and_round_trips():
+    seeds = _seed_records()
+    for t in TASK_TYPES:
+        tpl = load_template(template_path(t))
+        ex = [r for r in seeds if r.task_type == t]
+        prompt = render_prompt(tpl, t, ex, 4)
+        assert f"Task type: {t}" in prompt  # the fake server reads this line
+        assert "Write 4 new examples" in prompt
+        assert "$" not in prompt
+        # a seed written the way the template shows it parses back to the same example
+        for r in ex:
+            (back,) = parse_reply(render_example(r), t, r.task_name)
+            assert not isinstance(back, Rejected), back
+            assert back.input_field == r.input_field.strip()
+            if t == "ranking":
+                from shop_eval.prompts import ranking_order
+
+                assert ranking_order(back.output_field) == ranking_order(r.output_field)
+            else:
+                assert back.output_field == r.output_field
+
+
+def test_parse_reply_splits_and_rejects_by_reason():
+    reply = (
+        "Sure! Here are new examples.\n\n"
+        "Input:\nInstructions: Rate the review from 1 to 5.\nInput: Great lamp.\nOutput:\nOutput:\n4\n###\n"
+        "Example 2\nInput: Pick the product for 'hiking'.\n0. Boots\n1. Heels\nOutput: 0\n###\n"
+        "no markers at all\n###\n"
+        "Input:\n\nOutput:\n1\n###\n"
+        "Input:\nWhich one?\n0. A\n1. B\nOutput:\nB\n###\n"
+        "Input:\nWhich one?\n0. A\n1. B\nOutput:\n3\n###\n"
+        "Input:\nWhich one is cut off?\n0. A\n"
+    )
+    items = parse_reply(reply, "multiple-choice", "synth/mc", truncated=True)
+    kinds = [it.reason if isinstance(it, Rejected) else it.output_field for it in items]
+    assert kinds == [4, 0, R_NO_MARKERS, R_EMPTY_INPUT, R_INVALID_OUTPUT, R_OUT_OF_RANGE, R_TRUNCATED]
+    # a prompt that ends with its own "Output:" line keeps it
+    assert items[0].input_field == "Instructions: Rate the review from 1 to 5.\nInput: Great lamp.\nOutput:"
+    assert items[1].input_field == "Pick the product for 'hiking'.\n0. Boots\n1. Heels"
+    # without truncation the last block is parsed
+    last = parse_reply("Input:\nWhich?\n0. A\n1. B\nOutput:\n1", "multiple-choice", "x")
+    assert [r.output_field for r in last] == [1]
+
+
+@pytest.mark.parametrize(
+    "task_type,answer,truth",
+    [
+        ("retrieval", "3, 1", [3, 1]),
+        ("ranking", "2, 3, 1", [2, 3, 1]),  # read back as the ordering
+        ("named_entity_recognition", '["Lodge", "Le Creuset, Inc."]', ["Lodge", "Le Creuset, Inc."]),
+        ("generation", "A long\ntwo-line answer.", "A long\ntwo-line answer."),
+        ("classification", "positive", "positive"),
+    ],
+)
+def test_parse_block_truths(task_type, answer, truth):
+    block = f"Input:\nQuestion about:\n1. a\n2. b\n3. c\nOutput:\n{answer}\n"
+    rec = parse_block(block, task_type, "synth/x")
+    assert not isinstance(rec, Rejected), rec
+    if task_type == "ranking":
+        from shop_eval.prompts import ranking_order
+
+        assert ranking_order(rec.output_field) == truth
+    else:
+        assert rec.output_field == truth
+    assert rec.task_type == task_type
+
+
+def test_ranking_and_retrieval_out_of_range_rejected():
+    block = "Input:\nRank:\n1. a\n2. b\n3. c\nOutput:\n4, 1, 2, 3\n"
+    assert parse_block(block, "ranking", "x").reason == R_OUT_OF_RANGE
+    assert parse_block(block.replace("4, 1, 2, 3", "1, 7"), "retrieval", "x").reason == R_OUT_OF_RANGE
+    assert parse_block(block.replace("4, 1, 2, 3", "2, 2"), "ranking", "x").reason == R_INVALID_OUTPUT
+
+
+def test_template_placeholders_checked(tmp_path):
+    bad = tmp_path / "t.txt"
+    bad.write_text("Write $n_new like $examples for $customer\n")
+    with pytest.raises(DataError, match="unknown placeholder"):
+        load_template(bad)
+    bad.write_text("Write $n_new new ones.\n")
+    with pytest.raises(DataError, match=r"\$examples"):
+        load_template(bad)
+
+
+# =========================================================================== near-duplicates
+
+
+def _mutate(words, rng, k):
+    words = list(words)
+    for _ in range(k):
+        words[rng.randrange(len(words))] = f"w{rng.randrange(10**6)}"
+    return words
+
+
+def test_near_dup_filter_agrees_with_brute_force_and_is_not_quadratic():
+    rng = random.Random(7)
+    vocab = [f"v{i}" for i in range(3000)]
+    texts = []
+    for _ in range(300):
+        if texts and rng.random() < 0.3:  # a planted near-duplicate (or not) of an earlier text
+            base = rng.choice(texts).split()
+            texts.append(" ".join(_mutate(base, rng, rng.randint(1, len(base) // 2))))
+        else:
+            texts.append(" ".join(rng.choice(vocab) for _ in range(rng.randint(8, 20))))
+    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=RougeTokenizer())
+    index = NearDupIndex(0.7)
+    pool: list[str] = []
+    agree = positives = 0
+    for k, text in enumerate(texts):
+        brute = any(scorer.score(p, text)["rougeL"].fmeasure > 0.7 for p in pool) or text in pool
+        got = index.check(text)
+        positives += brute
+        agree += brute == (got is not None)
+        if got is None:
+            index.add(f"t{k}", text)
+            pool.append(text)
+    assert positives > 40  # the planted near-duplicates are there
+    assert agree == len(texts)  # same decisions as comparing every pair
+    # and far fewer ROUGE-L computations than pairs
+    assert index.stats["rouge_comparisons"] < len(texts) * len(pool) / 50
+
+
+def test_near_dup_tokenizer_sees_japanese():
+    index = NearDupIndex(0.7)
+    # rouge-score's default tokenizer drops non-ASCII text: both would be empty, i.e. "identical"
+    a = "説明: 軽量で防水のジャケット、登山や通勤に最適です。"
+    b = "説明: 大容量の電気ケトル、一度にお湯を沸かせます。"
+    assert rouge_scorer.RougeScorer(["rougeL"]).score(a, b)["rougeL"].fmeasure == 0  # (no tokens at all)
+    index.add("a", a)
+    assert index.check(b) is None
+    assert index.check(a)[0] == R_DUPLICATE
+    assert index.check(a.replace("登山", "旅行"))[0] == R_NEAR_DUPLICATE
+
+
+# =========================================================================== append-only files
+
+
+def test_recover_cuts_partial_last_line(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_bytes(b'{"a": 1}\n{"a": 2}\n{"a": 3, "b": "trunc')
+    rows, cut = recover_jsonl(p)
+    assert rows == [{"a": 1}, {"a": 2}] and cut == len(b'{"a": 3, "b": "trunc')
+    assert p.read_bytes() == b'{"a": 1}\n{"a": 2}\n'
+    p.write_bytes(b'{"a": 1}\nnot json\n')
+    with pytest.raises(DataError, match="line 2"):
+        recover_jsonl(p)
+
+
+# =========================================================================== against a real server
+
+
+def test_faults_every_item_exactly_once(tmp_path):
+    faults = ["429", "ok", "500", "slow", "503", "drop", "badjson", "garbage", "dup", "429", "drop", "500"]
+    with FakeOpenAIServer(latency=0.01, faults=faults, retry_after=0.4, slow_seconds=1.5, api_key=KEY) as srv:
+        synth = Synthesizer(_seed_records(), _opts(tmp_path, srv.base_url, count=18, timeout=0.5), api_key=KEY)
+        report = asyncio.run(synth.run())
+    out = tmp_path / "synth.jsonl"
+    ids = _read_ids(out)
+    assert len(ids) == len(set(ids)) == 18 and set(ids) == _expected_ids(synth)
+    assert report["complete"] and report["accepted"] == 18 and report["missing"] == 0
+    assert len(load_records(out).records) == 18  # every line is a valid ShopBench record
+    # every fault was met and retried
+    causes = report["retries_by_cause"]
+    for cause in ("429", "500", "503", "timeout", "connection", "bad_body"):
+        assert causes.get(cause, 0) >= 1, causes
+    assert report["retries"] == 9 and report["requests_failed"] == 0  # one per transport fault
+    reasons = report["rejected_by_reason"]
+    assert reasons.get(R_NO_MARKERS) and reasons.get(R_EMPTY_INPUT)
+    assert reasons.get(R_DUPLICATE, 0) + reasons.get(R_NEAR_DUPLICATE, 0) >= 1
+    rejects = [json.loads(x) for x in (tmp_path / "synth.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert sum(reasons.values()) == len(rejects)
+    # Retry-After honoured: the retry of a request that got 429 came at least 0.4 s later
+    for i, e in enumerate(srv.log):
+        if e["fault"] == "429":
+            nxt = next(x for x in srv.log[i + 1 :] if x["request"] == e["request"])
+            assert nxt["t"] - e["t"] >= 0.4 * 0.98
+            assert int(nxt["attempt"]) == int(e["attempt"]) + 1
+    assert all(e["auth_ok"] for e in srv.log)  # the key was sent ...
+    for f in tmp_path.iterdir():  # ... and never written
+        assert KEY not in f.read_text(encoding="utf-8", errors="replace")
+
+
+def test_rate_limit_respected(tmp_path):
+    rpm = 1200  # 20/s, in bursts of at most one second's worth (20)
+    with FakeOpenAIServer(latency=0.0) as srv:
+        opts = _opts(tmp_path, srv.base_url, count=60, per_request=1, concurrency=16, rpm=rpm)
+        report = asyncio.run(Synthesizer(_seed_records(), opts, api_key=KEY).run())
+    assert report["complete"]
+    ts = sorted(e["t"] for e in srv.log)
+    assert len(ts) == report["requests"] >= 60
+    rate, burst = rpm / 60, rpm / 60
+    slack = 0.1  # arrival jitter at the server (new connections, a busy machine)
+    # leaky bucket: any k consecutive requests span at least (k - burst) / rate seconds
+    for i in range(len(ts)):
+        for j in range(i + int(burst), len(ts)):
+            assert ts[j] - ts[i] >= (j - i + 1 - burst) / rate - slack, (i, j, ts[j] - ts[i])
+    # and the limiter does not hold back more than it must
+    assert ts[-1] - ts[0] <= (len(ts) - burst) / rate + 1.0
+
+
+class _Recorder:
+    """Stands in for the token limiter: records what is asked of it."""
+
+    def __init__(self, max_rate):
+        self.max_rate = max_rate
+        self.amounts = []
+
+    async def acquire(self, amount=1):
+        self.amounts.append(amount)
+
+
+def test_token_limit_accounts_estimate_then_usage(tmp_path):
+    with FakeOpenAIServer(latency=0.0) as srv:
+        opts = _opts(tmp_path, srv.base_url, count=6, per_request=1, concurrency=1, tpm=10**6, max_tokens=8)
+        synth = Synthesizer(_seed_records(), opts, api_key=KEY)
+        synth.tpm_limiter = rec = _Recorder(10**6)
+        report = asyncio.run(synth.run())
+    # per request one estimate before; usage above the estimate is acquired after, so the limiter
+    # saw at least the tokens the server reported
+    assert len(rec.amounts) >= report["requests"]
+    assert sum(rec.amounts) >= report["tokens"]["total"]
+
+
+class _StubCompletions:
+    def __init__(self, replies):
+        self.replies = list(replies)
+
+    async def create(self, **kw):
+        from openai.types.chat import ChatCompletion
+
+        content = self.replies.pop(0) if self.replies else "nothing"
+        return ChatCompletion.model_validate(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "stub",
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+            }
+        )
+
+
+class _StubClient:
+    def __init__(self, replies):
+        self.chat = type("Chat", (), {})()
+        self.chat.completions = _StubCompletions(replies)
+
+    async def close(self):
+        pass
+
+
+def test_decontamination_duplicates_and_surplus(tmp_path, seeds_file):
+    eval_prompt = (
+        "Which tent suits a family of four camping in heavy rain near the northern lakes this coming autumn?\n"
+        "0. Ultralight bivy\n1. Coleman WeatherMaster 6-person tent\n2. Beach umbrella\nAnswer:"
+    )
+    eval_set = tmp_path / "eval.jsonl"
+    eval_set.write_text(
+        json.dumps(
+            {
+                "input_field": eval_prompt,
+                "output_field": 1,
+                "task_name": "task1",
+                "task_type": "multiple-choice",
+                "metric": "accuracy",
+            }
+        )
+        + "\n"
+    )
+    good = ["Input:\nPick a kettle for tea lovers.\n0. Gooseneck kettle\n1. Stock pot\nAnswer:\nOutput:\n0\n###"]
+    reply = "\n".join(
+        [
+            f"Input:\n{eval_prompt}\nOutput:\n1\n###",  # contaminated
+            good[0],
+            good[0],  # exact duplicate
+            "Input:\nPick a mug for hot cocoa.\n0. Insulated mug\n1. Shot glass\nAnswer:\nOutput:\n0\n###",
+            "Input:\nPick shoes for a marathon.\n0. Racing flats\n1. Slippers\nAnswer:\nOutput:\n0\n###",  # surplus
+        ]
+    )
+    opts = _opts(
+        tmp_path, None, count=2, task_types=["multiple-choice"], per_request=5, concurrency=1, eval_sets=[eval_set]
+    )
+    synth = Synthesizer(_seed_records(), opts, api_key=KEY, client=_StubClient([reply]))
+    report = asyncio.run(synth.run())
+    assert report["accepted"] == 2 and report["requests"] == 1
+    assert report["rejected_by_reason"] == {R_CONTAMINATED: 1, R_DUPLICATE: 1, R_SURPLUS: 1}
+    rows = [json.loads(x) for x in (tmp_path / "synth.jsonl").read_text().splitlines()]
+    assert [r["output_field"] for r in rows] == [0, 0] and "kettle" in rows[0]["input_field"]
+
+
+def test_resume_refuses_another_configuration_and_extends_count(tmp_path):
+    with FakeOpenAIServer(latency=0.0) as srv:
+        opts = _opts(tmp_path, srv.base_url, count=6)
+        s1 = Synthesizer(_seed_records(), opts, api_key=KEY)
+        asyncio.run(s1.run())
+        # the same command again: nothing to do
+        again = asyncio.run(Synthesizer(_seed_records(), opts, api_key=KEY).run())
+        assert again["requests"] == 0 and again["resumed_with"] == 6 and again["complete"]
+        # a larger count continues the same items
+        more = asyncio.run(Synthesizer(_seed_records(), _opts(tmp_path, srv.base_url, count=12), api_key=KEY).run())
+        assert more["resumed_with"] == 6 and more["accepted"] == 12
+        ids = _read_ids(tmp_path / "synth.jsonl")
+        assert len(set(ids)) == 12 and set(ids) >= set(_read_ids(tmp_path / "synth.jsonl")[:6])
+        # another model (another configuration) refuses to append to this file
+        with pytest.raises(DataError, match="another synth configuration"):
+            asyncio.run(Synthesizer(_seed_records(), _opts(tmp_path, srv.base_url, model="other"), api_key=KEY).run())
+
+
+def test_unauthorized_stops_at_once(tmp_path):
+    with FakeOpenAIServer(latency=0.0, faults=["401"] * 50) as srv:
+        report = asyncio.run(Synthesizer(_seed_records(), _opts(tmp_path, srv.base_url), api_key=KEY).run())
+    assert report["stopped"].startswith("HTTP 401") and report["accepted"] == 0
+    assert report["retries"] == 0 and len(srv.log) <= 4  # no retries; the other in-flight ones at most
+
+
+# =========================================================================== the command, killed and restarted
+
+
+def _cli(seeds_file, out, base_url, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "shop_eval.cli",
+        "-v",
+        "synth",
+        str(seeds_file),
+        "--out",
+        str(out),
+        "--model",
+        "fake",
+        "--base-url",
+        base_url,
+        "--count",
+        "36",
+        "--per-request",
+        "2",
+        "--concurrency",
+        "2",
+        "--timeout",
+        "2",
+        "--backoff",
+        "0.02",
+        *extra,
+    ]
+
+
+def test_sigkill_and_restart_lose_and_duplicate_nothing(tmp_path, seeds_file):
+    out = tmp_path / "synth.jsonl"
+    env = {**os.environ, "OPENAI_API_KEY": KEY}
+    with FakeOpenAIServer(latency=0.05, faults=["ok", "500", "ok", "429"], cycle=True, retry_after=0.05) as srv:
+        cmd = _cli(seeds_file, out, srv.base_url)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if out.exists() and out.read_bytes().count(b"\n") >= 8:
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        so1, se1 = proc.communicate(timeout=10)
+        assert proc.returncode == -signal.SIGKILL
+        before = _read_ids(out)
+        assert 8 <= len(before) < 36
+        # as if the kill had come in the middle of a write: a partial last line
+        with open(out, "ab") as fh:
+            fh.write(b'{"id": "synth-0123456789ab-ner-000007", "input_field": "I bought')
+        done = subprocess.run(cmd, env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    report = json.loads(done.stdout)
+    ids = _read_ids(out)
+    assert len(ids) == 36 and len(set(ids)) == 36  # 0 lost, 0 duplicated
+    assert ids[: len(before)] == before  # nothing written before the kill was touched
+    assert report["resumed_with"] == len(before) and report["accepted_this_run"] == 36 - len(before)
+    assert report["partial_lines_cut"] and report["complete"]
+    assert len(load_records(out).records) == 36
+    rejects = tmp_path / "synth.jsonl.rejects.jsonl"
+    assert rejects.read_bytes().endswith(b"\n") or not rejects.read_bytes()
+    for blob in (so1, se1, done.stdout, done.stderr, *(f.read_bytes() for f in tmp_path.iterdir())):
+        assert KEY.encode() not in blob
+
+
+def test_cli_needs_the_key_in_the_environment(tmp_path, seeds_file):
+    env = {k: v for k, v in os.environ.items() if k != "NO_SUCH_KEY_VAR"}
+    r = subprocess.run(
+        _cli(seeds_file, tmp_path / "o.jsonl", "http://127.0.0.1:9/v1", "--api-key-env", "NO_SUCH_KEY_VAR"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "NO_SUCH_KEY_VAR" in r.stderr
+    assert not (tmp_path / "o.jsonl").exists()
