@@ -1,0 +1,299 @@
+"""The lm-eval tasks in lm_eval_tasks/: they load and validate from any working directory, read any data
+the loaders accept, and every per-task number lm-eval reports equals what `shop-eval score` computes from
+the same run's --log_samples files (on a canned model whose answers exercise both extractors, and on the
+tiny model through the real `lm_eval` command line)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shop_eval import lm_eval_bridge as bridge
+from shop_eval.loaders import load
+from shop_eval.prompts import SYSTEM_PROMPT, format_answer
+
+REPO = Path(__file__).resolve().parents[1]
+TASKS_DIR = REPO / "lm_eval_tasks"
+SAMPLE = TASKS_DIR / "data" / "sample.jsonl"
+BIN = Path(sys.executable).parent
+GENERATIVE = [
+    "shop_multiple_choice",
+    "shop_retrieval",
+    "shop_ranking",
+    "shop_ner",
+    "shop_generation",
+    "shop_classification",
+]
+ALL_SHOP = sorted([*GENERATIVE, "shop_multiple_choice_ll"])
+TYPE_OF = {f"shop_{s}": t for t, s in bridge.SHORT_NAMES.items()} | {"shop_multiple_choice_ll": "multiple-choice"}
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in (bridge.DATA_ENV, bridge.FORMAT_ENV, bridge.SKIP_ENV)}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def task_manager():
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(TASKS_DIR))
+
+
+# --------------------------------------------------------------------------- task definitions
+
+
+def test_glob_selects_the_tasks_once_not_the_group_or_tags(task_manager):
+    assert task_manager.match_tasks(["shop_*"]) == ALL_SHOP
+    index = task_manager.task_index
+    assert index["shopbench"]["type"] == "group"
+    assert index["shopbench_tasks"]["type"] == "tag" and index["shopchat"]["type"] == "tag"
+    assert sorted(task_manager._get_config("shopbench")["task"]) == sorted(GENERATIVE)
+    assert sorted(index["shopbench_tasks"]["task"]) == sorted(GENERATIVE)
+    assert sorted(t for t in task_manager.all_tasks if t.startswith("shopchat_")) == sorted(
+        t.replace("shop_", "shopchat_") for t in GENERATIVE
+    )
+
+
+def test_lm_eval_validate_passes_from_another_directory(tmp_path):
+    names = ",".join([*ALL_SHOP, "shopbench", "shopbench_tasks", "shopchat"])
+    out = subprocess.run(
+        [str(BIN / "lm-eval"), "validate", "--tasks", names, "--include_path", str(TASKS_DIR)],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "All tasks found and valid" in out.stdout
+
+
+def test_every_task_builds_with_the_kits_prompt_and_decoding(task_manager, tmp_path, monkeypatch):
+    """`lm-eval validate` only checks names: build every task and group (datasets, filters, metrics,
+    prompts) the way `lm_eval` does, from another working directory."""
+    from lm_eval.tasks import get_task_dict
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(bridge.DATA_ENV, raising=False)
+    names = [*ALL_SHOP, "shopchat", "shopbench"]
+    tasks = {}
+
+    def walk(d):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v)
+            else:
+                tasks[k] = v
+
+    walk(get_task_dict(names, task_manager))
+    assert set(tasks) == set(ALL_SHOP) | {t.replace("shop_", "shopchat_") for t in GENERATIVE}
+    records = load(SAMPLE)
+    for name, task in tasks.items():
+        ttype = TYPE_OF[name.replace("shopchat_", "shop_")]
+        docs = list(task.eval_docs)
+        assert len(docs) == sum(r.task_type == ttype for r in records), name
+        doc = docs[0]
+        rec = bridge.doc_to_record(doc)
+        assert task.doc_to_text(doc) == f"{SYSTEM_PROMPT}\n\n{rec.input_field}"
+        if name == "shop_multiple_choice_ll":
+            assert task.OUTPUT_TYPE == "multiple_choice"
+            for d in docs:
+                choices = task.doc_to_choice(d)
+                assert choices[task.doc_to_target(d)] == str(bridge.doc_to_record(d).output_field)
+            continue
+        assert task.doc_to_target(doc) == format_answer(rec)
+        gen = task.config.generation_kwargs
+        assert gen["do_sample"] is False and gen["until"] == []
+        expected = 512 if name.startswith("shopchat_") else (1 if ttype == "multiple-choice" else 100)
+        assert gen["max_gen_toks"] == expected, name
+        assert [f.name for f in task._filters] == ["official", "flexible"]
+
+
+def test_data_option_reads_any_loader_format(task_manager, tmp_path, monkeypatch):
+    from lm_eval.tasks import get_task_dict
+
+    rows = [json.loads(x) for x in SAMPLE.read_text().splitlines() if x.strip()]
+    ner = [r for r in rows if r["task_type"] == "named_entity_recognition"][:2]
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ner))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(bridge.DATA_ENV, "mine.jsonl")  # relative to the working directory
+    task = get_task_dict(["shop_ner"], task_manager)["shop_ner"]
+    assert [d["input_field"] for d in task.eval_docs] == [r["input_field"] for r in ner]
+    # a data file without some task type: a clear error naming the tasks it can run
+    with pytest.raises(Exception, match=r"no 'ranking' rows.*--tasks shop_ner"):
+        get_task_dict(["shop_ranking"], task_manager)
+
+
+def test_data_option_seed_testsets(seed_testsets_dir, task_manager, monkeypatch):
+    """The seed project's alpaca test sets: a bad row stops loading with its place named, unless
+    SHOP_EVAL_SKIP_INVALID=1, which skips (and logs) bad rows; then each task gets its type's rows."""
+    from collections import Counter
+
+    from lm_eval.tasks import get_task_dict
+
+    from shop_eval.loaders import load_records
+
+    monkeypatch.setenv(bridge.DATA_ENV, str(seed_testsets_dir))
+    loaded = load_records(seed_testsets_dir, skip_invalid=True)
+    if loaded.skipped:
+        with pytest.raises(Exception, match=r"seed-testsets/.*row \d+"):
+            get_task_dict(["shop_multiple_choice"], task_manager)
+    monkeypatch.setenv(bridge.SKIP_ENV, "1")
+    tasks = get_task_dict(GENERATIVE, task_manager)
+    expected = Counter(r.task_type for r in loaded.records)
+    assert {name: len(t.eval_docs) for name, t in tasks.items()} == {
+        f"shop_{bridge.SHORT_NAMES[t]}": n for t, n in expected.items()
+    }
+    assert len(expected) == 6 and sum(expected.values()) > 1000
+
+
+def test_ll_choices_cover_gapped_option_numbers():
+    doc = bridge.record_to_doc(
+        load(SAMPLE)[0].model_copy(update={"input_field": "Q\n0. a\n1. b\n3. c\nAnswer: ", "output_field": 3})
+    )
+    assert bridge.doc_to_choice(doc) == ["0", "1", "2", "3"]
+    assert bridge.doc_to_choice_target(doc) == 3
+
+
+# --------------------------------------------------------------------------- equality with shop-eval score
+
+
+def _scorer(data: Path, samples: list[Path], out: Path) -> dict:
+    from shop_eval.cli import main
+
+    assert main(["score", str(data), *map(str, samples), "--out", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def _assert_equal_to_scorer(results_file: Path, data: Path, tmp_path: Path) -> int:
+    """Every shop task's lm-eval numbers == shop-eval score on that task's samples file."""
+    res = json.loads(results_file.read_text())
+    stamp = results_file.name.removeprefix("results_").removesuffix(".json")
+    checked = 0
+    for task, nums in res["results"].items():
+        if not task.startswith(("shop_", "shopchat_")):
+            continue
+        samples = results_file.parent / f"samples_{task}_{stamp}.jsonl"
+        assert samples.exists(), samples
+        ttype = TYPE_OF[task.replace("shopchat_", "shop_")]
+        scored = _scorer(data, [samples], tmp_path / f"{task}.json")
+        filters = ["none"] if task == "shop_multiple_choice_ll" else ["official", "flexible"]
+        for filt in filters:
+            ext = "official" if filt == "none" else filt
+            ours = scored["extractors"][ext]["task_types"][ttype]
+            assert nums[f"score,{filt}"] == pytest.approx(ours["score"], abs=1e-9), (task, filt)
+            if filt != "none":
+                assert nums[f"parse_failure,{filt}"] == pytest.approx(ours["parse_failure_rate"], abs=1e-12)
+            checked += 1
+            if ttype == "generation":
+                by_metric = ours.get("by_metric") or {ours["metrics"][0]: ours}
+                for metric, key in bridge.METRIC_KEYS.items():
+                    if metric in by_metric:
+                        assert nums[f"{key},{filt}"] == pytest.approx(by_metric[metric]["score"], abs=1e-9)
+                        checked += 1
+                    else:
+                        assert math.isnan(nums[f"{key},{filt}"]), (task, key)
+    return checked
+
+
+def _canned_lm():
+    """A model whose answers follow each doc: the truth as the official parser reads it, the truth inside a
+    chatty sentence (the official parser mostly fails, the flexible one reads it), or no answer."""
+    from lm_eval.api.model import LM
+
+    class Canned(LM):
+        def generate_until(self, requests):
+            out = []
+            for req in requests:
+                rec = bridge.doc_to_record(req.doc)
+                answer = format_answer(rec)
+                kind = req.doc["row"] % 3
+                if kind == 0:
+                    out.append(answer)
+                elif kind == 1:
+                    out.append(f"Sure! After reading the question carefully, the answer is: {answer}.")
+                else:
+                    out.append("I am not sure.")
+            return out
+
+        def loglikelihood(self, requests):
+            out = []
+            for req in requests:
+                truth = bridge.doc_to_choice_target(req.doc)
+                guess = truth if req.doc["row"] % 2 == 0 else (truth - 1 if truth > 0 else truth + 1)
+                out.append((-abs(int(req.args[1].strip()) - guess) - 0.5, False))
+            return out
+
+        def loglikelihood_rolling(self, requests):
+            raise NotImplementedError
+
+    return Canned()
+
+
+def test_lm_eval_numbers_equal_shop_eval_score(task_manager, tmp_path):
+    from lm_eval import simple_evaluate
+    from lm_eval.loggers import EvaluationTracker
+
+    tracker = EvaluationTracker(output_path=str(tmp_path / "out"))
+    names = [*ALL_SHOP, "shopchat_ner"]
+    res = simple_evaluate(
+        model=_canned_lm(), tasks=names, task_manager=task_manager, log_samples=True, evaluation_tracker=tracker
+    )
+    samples = res.pop("samples")
+    tracker.save_results_aggregated(results=res, samples=samples)
+    for task in res["configs"]:
+        tracker.save_results_samples(task_name=task, samples=samples[task])
+    (results_file,) = (tmp_path / "out").rglob("results_*.json")
+    # the canned answers give non-trivial numbers, and the two extractors differ
+    r = res["results"]
+    assert 0 < r["shop_retrieval"]["score,official"] < 1
+    assert r["shop_multiple_choice"]["score,flexible"] > r["shop_multiple_choice"]["score,official"] > 0
+    assert r["shop_multiple_choice"]["parse_failure,official"] > r["shop_multiple_choice"]["parse_failure,flexible"]
+    # rows 0, 2, 4 right: task means 1/2, 1, 0, 1 over its four task names
+    assert r["shop_multiple_choice_ll"]["score,none"] == pytest.approx(0.625)
+    assert _assert_equal_to_scorer(results_file, SAMPLE, tmp_path) >= 2 * len(GENERATIVE) + 1 + 2
+
+
+@pytest.mark.slow
+def test_tiny_model_lm_eval_cli_equals_shop_eval_score(tiny_model_dir, tmp_path):
+    """The real command line, on the tiny model, from another directory: all `shop_*` tasks, then a
+    chat-template run; lm-eval's numbers equal `shop-eval score` on its samples."""
+    out = tmp_path / "out"
+    base = [str(BIN / "lm_eval"), "--model", "hf", "--model_args", f"pretrained={tiny_model_dir},dtype=float32"]
+    base += ["--device", "cpu", "--batch_size", "8", "--include_path", str(TASKS_DIR), "--log_samples"]
+    run = subprocess.run(
+        [*base, "--tasks", "shop_*", "--output_path", str(out / "plain")],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    (results_file,) = (out / "plain").rglob("results_*.json")
+    assert set(json.loads(results_file.read_text())["results"]) == set(ALL_SHOP)
+    assert _assert_equal_to_scorer(results_file, SAMPLE, tmp_path) >= 2 * len(GENERATIVE) + 1
+    chat = subprocess.run(
+        [*base, "--tasks", "shop_multiple_choice,shop_ner", "--apply_chat_template", "--limit", "2"]
+        + ["--output_path", str(out / "chat")],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert chat.returncode == 0, chat.stderr[-3000:]
+    (chat_file,) = (out / "chat").rglob("results_*.json")
+    chat_res = json.loads(chat_file.read_text())
+    assert chat_res["chat_template"]  # the tiny tokenizer's template was applied
+    _assert_equal_to_scorer(chat_file, SAMPLE, tmp_path)
