@@ -238,11 +238,12 @@ class NearDupIndex:
         self._scorer = None
         self.lsh = MinHashLSH(num_perm=num_perm, params=(bands, num_perm // bands))
         self.texts: dict[str, str] = {}
-        self.counts: dict[str, Counter] = {}
+        self.shingles: dict[str, frozenset[bytes]] = {}
         self.exact: dict[str, str] = {}
         self.stats = Counter()
         # one MinHash with permutations built once; copies share them
         self._proto = MinHash(num_perm=num_perm, seed=seed)
+        self._last: tuple[str, list[str], frozenset[bytes], Any] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -257,39 +258,44 @@ class NearDupIndex:
         return self._scorer
 
     @staticmethod
-    def _shingles(tokens: list[str]) -> list[bytes]:
-        seen: Counter = Counter()
+    def _shingles(tokens: list[str]) -> frozenset[bytes]:
+        seen: dict[str, int] = {}
         out = []
         for t in tokens:  # multiset → set: the k-th occurrence of a token is its own shingle
-            seen[t] += 1
-            out.append(f"{t}\x00{seen[t]}".encode())
-        return out
+            k = seen[t] = seen.get(t, 0) + 1
+            out.append(f"{t}\x00{k}".encode())
+        return frozenset(out)
 
-    def _signature(self, tokens: list[str]):
+    def _analyse(self, text: str) -> tuple[list[str], frozenset[bytes], Any]:
+        """Tokens, shingles and MinHash of ``text`` (the last one is kept: check() then add())."""
+        if self._last is not None and self._last[0] == text:
+            return self._last[1:]
+        tokens = self.tokenizer.tokenize(text)
+        shingles = self._shingles(tokens)
         mh = self._proto.copy()  # an empty MinHash sharing the permutations (made once)
-        mh.update_batch(self._shingles(tokens))
-        return mh
+        if shingles:
+            mh.update_batch(list(shingles))
+        self._last = (text, tokens, shingles, mh)
+        return tokens, shingles, mh
 
     def check(self, text: str) -> tuple[str, str] | None:
         """``(reason, detail)`` when ``text`` duplicates the pool, else None."""
-        norm = " ".join(self.tokenizer.tokenize(text)) or text.strip()
+        tokens, shingles, mh = self._analyse(text)
+        norm = " ".join(tokens) or text.strip()
         if norm in self.exact:
             return R_DUPLICATE, f"same text as {self.exact[norm]}"
-        if not self.threshold or self.threshold >= 1:
+        if not self.threshold or self.threshold >= 1 or not tokens:
             return None
-        tokens = self.tokenizer.tokenize(text)
-        if not tokens:
-            return None
-        counts = Counter(tokens)
-        n = len(tokens)
+        n = len(shingles)
+        limit = self.threshold / 2
         best: tuple[float, str] | None = None
-        for key in self.lsh.query(self._signature(tokens)):
-            self.stats["lsh_candidates"] += 1
-            other = self.counts[key]
-            m = sum(other.values())
-            if 2 * sum((counts & other).values()) / (m + n) <= self.threshold:
-                self.stats["pruned_by_bound"] += 1
-                continue
+        pool = self.shingles
+        # LCS <= multiset overlap, so ROUGE-L F <= 2 |A ∩ B| / (m + n): skip what cannot pass
+        found = self.lsh.query(mh)
+        cands = [k for k in found if len(shingles & pool[k]) > limit * (len(pool[k]) + n)]
+        self.stats["lsh_candidates"] += len(found)
+        self.stats["pruned_by_bound"] += len(found) - len(cands)
+        for key in cands:
             self.stats["rouge_comparisons"] += 1
             f = self.scorer.score(self.texts[key], text)["rougeL"].fmeasure
             if f > self.threshold and (best is None or f > best[0]):
@@ -299,14 +305,14 @@ class NearDupIndex:
         return None
 
     def add(self, key: str, text: str) -> None:
-        tokens = self.tokenizer.tokenize(text)
+        tokens, shingles, mh = self._analyse(text)
         norm = " ".join(tokens) or text.strip()
         self.exact.setdefault(norm, key)
         if key in self.texts or not tokens:
             return
         self.texts[key] = text
-        self.counts[key] = Counter(tokens)
-        self.lsh.insert(key, self._signature(tokens))
+        self.shingles[key] = shingles
+        self.lsh.insert(key, mh)
 
 
 # =========================================================================== append-only JSON Lines
