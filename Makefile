@@ -30,3 +30,17 @@ test: ## run the test suite (offline)
 lint: ## ruff
 	$(BIN)/ruff check shop_eval tests bench lm_eval_tasks
 	$(BIN)/ruff format --check shop_eval tests bench lm_eval_tasks
+
+# --- evaluation (lm-eval shop_* tasks): make eval MODEL=path [ADAPTER=lora] [NUM_GPUS=2] [EVAL_BACKEND=vllm]
+NUM_GPUS ?= 0
+MODEL ?=
+ADAPTER ?=
+EVAL_BACKEND ?= hf
+EVAL_TASKS ?= shop_*
+EVAL_ARGS ?=
+DRY_RUN ?=
+.PHONY: eval
+eval: ## lm-eval shop_* on MODEL [ADAPTER] with NUM_GPUS (0=CPU; 2=accelerate data-parallel; EVAL_BACKEND=vllm); DRY_RUN=1 prints it
+	@test -n "$(MODEL)" || { echo "usage: make eval MODEL=path [ADAPTER=lora] [NUM_GPUS=2] [EVAL_BACKEND=vllm] [DRY_RUN=1]"; exit 2; }
+	$(BIN)/shop-eval eval --model "$(MODEL)" $(if $(ADAPTER),--adapter "$(ADAPTER)") --num-gpus $(NUM_GPUS) \
+		--backend $(EVAL_BACKEND) --tasks '$(EVAL_TASKS)' $(if $(DRY_RUN),--dry-run) $(EVAL_ARGS)

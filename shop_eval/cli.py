@@ -15,6 +15,8 @@ from .records import DataError
 COMMAND_MODULES = [
     "shop_eval.convert",
     "shop_eval.scorer",
+    "shop_eval.eval_launch",
+    "shop_eval.leaderboard",
     "shop_eval.synth",
 ]
 

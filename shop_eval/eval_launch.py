@@ -54,10 +54,12 @@ class EvalSpec:
 
 
 def run_name(spec: EvalSpec) -> str:
-    """A readable, filesystem-safe name: the model's folder name, plus the adapter's."""
+    """A readable, filesystem-safe name: the model's folder name, plus the adapter's (and ``chat``)."""
     parts = [Path(spec.model.rstrip("/")).name or spec.model]
     if spec.adapter:
         parts.append(Path(spec.adapter.rstrip("/")).name)
+    if spec.chat_template:
+        parts.append("chat")
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", "+".join(parts)).strip("-") or "model"
 
 
@@ -123,11 +125,7 @@ def build_command(spec: EvalSpec) -> tuple[list[str], dict[str, str]]:
     if spec.limit is not None:
         cmd += ["--limit", f"{spec.limit:g}"]
     cmd += ["--log_samples", "--output_path", out, *spec.extra]
-    env = {
-        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
-        "HF_DATASETS_OFFLINE": os.environ.get("HF_DATASETS_OFFLINE", "1"),
-        "TOKENIZERS_PARALLELISM": "false",
-    }
+    env = {"TOKENIZERS_PARALLELISM": "false"}  # HF_HUB_OFFLINE etc. come from the caller (the Makefile sets them)
     if spec.data:
         env[DATA_ENV] = str(Path(spec.data).expanduser().resolve())
     return cmd, env

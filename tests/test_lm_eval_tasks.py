@@ -297,3 +297,21 @@ def test_tiny_model_lm_eval_cli_equals_shop_eval_score(tiny_model_dir, tmp_path)
     chat_res = json.loads(chat_file.read_text())
     assert chat_res["chat_template"]  # the tiny tokenizer's template was applied
     _assert_equal_to_scorer(chat_file, SAMPLE, tmp_path)
+
+
+@pytest.mark.slow
+def test_data_parallel_ranks_gather_the_same_numbers(tiny_model_dir, tmp_path):
+    """`accelerate launch --num_processes 2` (CPU, gloo): each rank emits every metric key, so the gathered
+    numbers equal `shop-eval score` on the merged samples."""
+    out = tmp_path / "dp"
+    cmd = [str(BIN / "accelerate"), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1"]
+    cmd += ["--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lm_eval", "--model", "hf"]
+    cmd += ["--model_args", f"pretrained={tiny_model_dir},dtype=float32", "--include_path", str(TASKS_DIR)]
+    cmd += ["--tasks", "shop_generation,shop_multiple_choice_ll", "--batch_size", "8", "--log_samples"]
+    cmd += ["--output_path", str(out)]
+    run = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (results_file,) = out.rglob("results_*.json")
+    res = json.loads(results_file.read_text())
+    assert res["n-samples"]["shop_generation"]["effective"] == 6
+    assert _assert_equal_to_scorer(results_file, SAMPLE, tmp_path) >= 3
