@@ -10,7 +10,8 @@ are recorded.  A pretrained general tokenizer (all-MiniLM-L6-v2's WordPiece, shi
 Writes (small, committed): ``bench/data/sft_lengths.json`` with a seeded sample of examples
 ``{task_type, prompt, answer}`` and summary statistics.  Writes (not committed, carried to the device):
 ``bench/_carry/tokenizer/`` (the stand-in tokenizer) and ``bench/_carry/eval_sample.jsonl`` (the mixed
-evaluation sample: ShopBench JSONL rows).
+evaluation sample, ShopBench JSONL: ``--eval-per-type`` real EC-Guide rows of each of its five task types
+plus as many templated ranking rows from ``shop_eval.sample_data``, since EC-Guide has no ranking).
 
     .venv/bin/python bench/make_lengths.py --data ../shared/data/ec-guide --n 4000
 """
@@ -135,7 +136,13 @@ def main(argv=None) -> int:
     sample = []
     for t in sorted(by_type):
         sample += rng.sample(by_type[t], min(args.eval_per_type, len(by_type[t])))
-    write_jsonl(CARRY / "eval_sample.jsonl", [r.model_dump() for r in sample])
+    rows_out = [r.model_dump() for r in sample]
+    # EC-Guide has no ranking rows: take the templated ones of shop_eval.sample_data (made-up products).
+    from shop_eval.sample_data import catalogue, task_examples
+
+    ranking = [r for r in task_examples(catalogue(seed=args.seed), args.eval_per_type, args.seed, "bench")]
+    rows_out += [r for r in ranking if r["task_type"] == "ranking"]
+    write_jsonl(CARRY / "eval_sample.jsonl", rows_out)
     print(json.dumps(summary, indent=1))
     return 0
 
