@@ -56,7 +56,7 @@ from typing import Any
 
 from .loaders import FORMATS, LoadResult, canonical_task_type, load_records
 from .prompts import format_answer
-from .records import SHORT_NAMES, TASK_TYPES, DataError, Record
+from .records import SHORT_NAMES, TASK_TYPES, DataError, Record, make_record
 
 log = logging.getLogger(__name__)
 
@@ -533,6 +533,8 @@ class Synthesizer:
         self.client = client
         # counters
         self.done: dict[str, set[int]] = {t: set() for t in self.types}
+        self.n_done: Counter = Counter()  # done indices below the quota, per type
+        self._cursor: Counter = Counter()
         self.inflight: Counter = Counter()
         self.rejected: Counter = Counter()
         self.rejected_before: Counter = Counter()
@@ -558,14 +560,21 @@ class Synthesizer:
         self.tpm_limiter = AsyncLimiter(opts.tpm, 60) if opts.tpm else None
 
     # ------------------------------------------------------------------ state
+    def _mark_done(self, t: str, i: int) -> None:
+        self.done[t].add(i)
+        if i < self.quota[t]:
+            self.n_done[t] += 1
+
     def missing(self, t: str) -> int:
-        return self.quota[t] - len([i for i in self.done[t] if i < self.quota[t]])
+        return self.quota[t] - self.n_done[t]
 
     def _next_index(self, t: str) -> int | None:
-        for i in range(self.quota[t]):
-            if i not in self.done[t]:
-                return i
-        return None
+        """The lowest index of ``t`` not produced yet (indices are only ever filled: a moving cursor)."""
+        i = self._cursor[t]
+        while i < self.quota[t] and i in self.done[t]:
+            i += 1
+        self._cursor[t] = i
+        return i if i < self.quota[t] else None
 
     def _pick(self) -> str | None:
         need = {t: self.missing(t) - self.inflight[t] * self.opts.per_request for t in self.types}
@@ -596,7 +605,8 @@ class Synthesizer:
             i = int(m.group(3))
             if i in self.done[t]:
                 raise DataError(str(self.opts.out), f"line {k}", "id", f"duplicate id {rid}")
-            self.done[t].add(i)
+            make_record({f: v for f, v in row.items() if f != "id"}, str(self.opts.out), f"line {k}")
+            self._mark_done(t, i)
             self.pool.add(rid, row.get("input_field", ""))
         rrows, rcut = recover_jsonl(self.rejects_path)
         if rcut:
@@ -722,7 +732,7 @@ class Synthesizer:
                 continue
             item_id = f"synth-{self.cfg}-{SHORT_NAMES[t]}-{idx:06d}"
             self.out.write({"id": item_id, **item.model_dump()})
-            self.done[t].add(idx)
+            self._mark_done(t, idx)
             self.accepted_run += 1
             self.pool.add(item_id, item.input_field)
 
@@ -814,7 +824,7 @@ class Synthesizer:
 
     @property
     def accepted_total(self) -> int:
-        return sum(len([i for i in self.done[t] if i < self.quota[t]]) for t in self.types)
+        return sum(self.n_done.values())
 
     def _make_progress(self):
         from rich.console import Console
@@ -832,7 +842,7 @@ class Synthesizer:
         class RateColumn(ProgressColumn):
             def render(self, task) -> Text:
                 speed = task.finished_speed or task.speed
-                return Text(f"{speed:.1f} items/s" if speed else "- items/s")
+                return Text(f"{speed:.1f}/s" if speed else "-/s")
 
         console = Console(stderr=True)
         show = self.opts.progress if self.opts.progress is not None else console.is_terminal
