@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import re
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -504,7 +505,9 @@ def render_png(board: dict, path: str | Path) -> None:
     family = "shop" if any("shop" in m["scores"] for m in board["models"]) else "shopchat"
     types = _types_present(board, family)
     cols = [*types, "overall"]
-    labels = [TYPE_LABELS[t] + f"\n({_metric_label(board, family, t)})" for t in types] + ["overall\n(mean of tracks)"]
+    labels = [
+        TYPE_LABELS[t] + "\n" + "\n".join(textwrap.wrap(f"({_metric_label(board, family, t)})", 18)) for t in types
+    ] + ["overall\n(mean of tracks)"]
     models = board["models"]
     exts = ("official", "flexible")
     fig, axes = plt.subplots(len(exts), 1, figsize=(max(8, 1.6 * len(cols) + 0.5 * len(models)), 4.2 * len(exts)))
