@@ -775,9 +775,14 @@ class Synthesizer:
                     self.stopped = f"{self.consecutive_failed} requests in a row failed (last: {detail[:200]})"
                 return
             self.consecutive_failed = 0
+            if self.fatal:  # the run is stopping: write nothing more
+                return
             self._accept_reply(rid, t, content, finish)
         except Fatal as exc:
             self.fatal = str(exc)
+        except Exception as exc:  # a bug or a failing disk: stop, keeping everything written so far
+            log.exception("synth stopped by an unexpected error")
+            self.fatal = redact(f"{type(exc).__name__}: {exc}", self.api_key)
         finally:
             self.inflight[t] -= 1
             self.sem.release()

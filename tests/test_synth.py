@@ -538,3 +538,42 @@ def test_cli_needs_the_key_in_the_environment(tmp_path, seeds_file):
     )
     assert r.returncode == 2 and "NO_SUCH_KEY_VAR" in r.stderr
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_task_type_and_template_options(tmp_path):
+    from shop_eval.synth import parse_task_types, parse_templates
+
+    assert parse_task_types("all") == list(TASK_TYPES)
+    assert parse_task_types("ner, Multiple Choice,ranking") == [
+        "named_entity_recognition",
+        "multiple-choice",
+        "ranking",
+    ]
+    with pytest.raises(DataError, match="unknown task type"):
+        parse_task_types("summarization")
+    tpl = tmp_path / "mine.txt"
+    tpl.write_text("Task type: ranking\n$examples\nWrite $n_new new examples.\n")
+    assert parse_templates([f"ranking={tpl}"], ["ranking", "generation"]) == {"ranking": tpl}
+    assert parse_templates([str(tpl)], ["ranking"]) == {"ranking": tpl}
+    with pytest.raises(DataError, match="TYPE=PATH"):
+        parse_templates([str(tpl)], ["ranking", "generation"])
+
+
+def test_a_failing_write_stops_the_run_and_keeps_what_was_written(tmp_path, monkeypatch):
+    from shop_eval import synth as synth_mod
+
+    calls = {"n": 0}
+    real_write = synth_mod.JsonlAppender.write
+
+    def flaky_write(self, obj):
+        if self.path.name == "synth.jsonl":
+            calls["n"] += 1
+            if calls["n"] == 4:
+                raise OSError(28, "No space left on device")
+        real_write(self, obj)
+
+    monkeypatch.setattr(synth_mod.JsonlAppender, "write", flaky_write)
+    with FakeOpenAIServer(latency=0.0) as srv:
+        report = asyncio.run(Synthesizer(_seed_records(), _opts(tmp_path, srv.base_url), api_key=KEY).run())
+    assert "No space left" in report["stopped"] and not report["complete"]
+    assert len(_read_ids(tmp_path / "synth.jsonl")) == 3 == report["accepted"]
