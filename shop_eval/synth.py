@@ -1047,6 +1047,7 @@ def register(sub) -> None:
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
     p.add_argument("--template", action="append", default=[], help="PATH, or TYPE=PATH (repeatable)")
     p.add_argument("--seed-format", default="auto", choices=FORMATS)
+    p.add_argument("--skip-invalid", action="store_true", help="skip (and count) seed rows that fail validation")
     p.add_argument("--eval-set", action="append", default=[], type=Path, help="decontaminate against it (repeatable)")
     p.add_argument("--shots", type=int, default=3, help="seed examples per request")
     p.add_argument("--per-request", type=int, default=5, help="new examples asked for per request")
@@ -1085,10 +1086,16 @@ def run(args) -> int:
         return 2
     for h in logging.getLogger().handlers:
         h.addFilter(_RedactFilter(key))
+    if not getattr(args, "verbose", False):  # one INFO line per HTTP request is noise here
+        for name in ("httpx", "httpx2", "openai"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if args.count < 1 or args.per_request < 1 or args.concurrency < 1 or args.shots < 1:
         print("error: --count, --per-request, --concurrency and --shots must be at least 1", file=sys.stderr)
         return 2
-    seeds = load_records(args.seeds, args.seed_format).records
+    loaded = load_records(args.seeds, args.seed_format, args.skip_invalid)
+    seeds = loaded.records
+    if loaded.skipped:
+        log.warning("%s: %d invalid seed rows skipped, e.g. %s", args.seeds, len(loaded.skipped), loaded.skipped[0])
     types = parse_task_types(args.task_type)
     if args.task_type.strip().lower() == "all":
         types = [t for t in TASK_TYPES if any(r.task_type == t for r in seeds)]
