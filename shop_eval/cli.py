@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "shop_eval.eval_launch",
     "shop_eval.leaderboard",
     "shop_eval.synth",
+    "shop_eval.data.cli",
+    "shop_eval.demo",
 ]
 
 
