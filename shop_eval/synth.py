@@ -47,6 +47,7 @@ import re
 import string
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -245,7 +246,7 @@ class NearDupIndex:
         self.exact: dict[str, str] = {}
         self.stats = Counter()
         # one MinHash with permutations built once; copies share them
-        self._proto = MinHash(num_perm=num_perm, seed=seed)
+        self._proto = MinHash(num_perm=num_perm, seed=seed, hashfunc=zlib.crc32)  # C-speed 32-bit hash
         self._last: tuple[str, list[str], frozenset[bytes], Any] | None = None
         # every pool item's MinHash values, one row each (for the vectorised estimate)
         self._hv = np.zeros((1024, num_perm), dtype=self._proto.hashvalues.dtype)
