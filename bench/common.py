@@ -121,12 +121,14 @@ def make_examples(lengths: list[dict], n: int, vocab: int, seed: int = 0, max_le
     return out
 
 
-def padded_batches(examples: list[Example], batch_size: int) -> list[dict]:
-    """Consecutive examples padded (right) to the longest in the batch: a hand-written loop's batches."""
+def padded_batches(examples: list[Example], batch_size: int, multiple: int = 1) -> list[dict]:
+    """Consecutive examples padded (right) to the longest in the batch, rounded up to ``multiple``:
+    a hand-written loop's batches (LLaMA-Factory pads to a multiple of 8)."""
     batches = []
     for i in range(0, len(examples), batch_size):
         chunk = examples[i : i + batch_size]
         width = max(len(e.input_ids) for e in chunk)
+        width = -(-width // multiple) * multiple
         ids = [e.input_ids + [PAD_ID] * (width - len(e.input_ids)) for e in chunk]
         labels = [e.labels + [-100] * (width - len(e.labels)) for e in chunk]
         mask = [[1] * len(e.input_ids) + [0] * (width - len(e.input_ids)) for e in chunk]

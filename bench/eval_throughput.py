@@ -248,18 +248,21 @@ def main(argv=None) -> int:
     run_task(warm, DEFAULT_TASKS["retrieval"], tm, 1, "max_gen_toks=4")
     for setting in settings:
         per_setting[setting] = {}
-        if setting == "defaults":
+        if device == "cuda":  # "<setting>_nocudnn": the same with torch's cuDNN SDPA backend disabled
+            torch.backends.cuda.enable_cudnn_sdp(not setting.endswith("_nocudnn"))
+        if setting.startswith("defaults"):
             lm, limit = HFLM(batch_size=1, **HFLM_kw), args.default_per_type
         else:
             lm, limit = HFLM(batch_size=args.batch_size, **HFLM_kw), args.per_type
         for t in TASK_TYPES:
             if not counts.get(t):
                 continue
-            task = DEFAULT_TASKS[t] if setting == "defaults" else OURS_TASKS[t]
-            gen = None if setting == "defaults" or t not in MAX_GEN_TOKS else f"max_gen_toks={MAX_GEN_TOKS[t]}"
+            default = setting.startswith("defaults")
+            task = DEFAULT_TASKS[t] if default else OURS_TASKS[t]
+            gen = None if default or t not in MAX_GEN_TOKS else f"max_gen_toks={MAX_GEN_TOKS[t]}"
             r = run_task(lm, task, tm, limit, gen)
             if bw and r["generated_tokens"]:
-                b = 1 if setting == "defaults" else args.batch_size
+                b = 1 if default else args.batch_size
                 r["decode_limit_tok_s_at_batch"] = round(b * bw / weight_bytes, 1)
             per_setting[setting][t] = r
             print(json.dumps({"setting": setting, **{k: v for k, v in r.items() if k != "metrics"}}), flush=True)
