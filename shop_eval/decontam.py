@@ -99,10 +99,10 @@ class Match:
 
     @property
     def where(self) -> str:
-        return "/".join(x for x in (self.eval_set, self.task) if x) or "eval"
+        return "/".join(x for x in (self.eval_set, self.task) if x)
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.where}"
+        return f"{self.kind} {self.where}".rstrip()
 
 
 class DecontamIndex:
@@ -174,7 +174,8 @@ class DecontamIndex:
         return None
 
     def match(self, text: str) -> str | None:
-        """Why ``text`` is contaminated — ``"exact <set>/<task>"`` or ``"13-gram <set>/<task>"`` — or None."""
+        """Why ``text`` is contaminated — ``"exact <set>/<task>"`` or ``"13-gram <set>/<task>"`` (just
+        ``"exact"`` / ``"13-gram"`` for an index of plain strings without a name) — or None."""
         m = self.find(text)
         return None if m is None else str(m)
 
