@@ -44,3 +44,39 @@ eval: ## lm-eval shop_* on MODEL [ADAPTER] with NUM_GPUS (0=CPU; 2=accelerate da
 	@test -n "$(MODEL)" || { echo "usage: make eval MODEL=path [ADAPTER=lora] [NUM_GPUS=2] [EVAL_BACKEND=vllm] [DRY_RUN=1]"; exit 2; }
 	$(BIN)/shop-eval eval --model "$(MODEL)" $(if $(ADAPTER),--adapter "$(ADAPTER)") --num-gpus $(NUM_GPUS) \
 		--backend $(EVAL_BACKEND) --tasks '$(EVAL_TASKS)' $(if $(DRY_RUN),--dry-run) $(EVAL_ARGS)
+
+# --- training chain on GPUs (recipes/README.md): make train [TRAIN_GPUS=6] [BASE_MODEL=01-ai/Yi-9B]
+#     data -> cpt -> merge-cpt -> sft -> merge-sft -> eval.  CPU check of the recipes: tests/test_recipes.py.
+TRAIN_GPUS ?= 6
+BASE_MODEL ?=
+SFT_BASE ?=
+SFT_RECIPE ?= recipes/sft.yml
+SFT_OUT ?= outputs/sft
+SFT_SOURCE ?= ../shared/data/ec-guide
+CORPUS_SOURCE ?=
+CORPUS_FIELDS ?= text
+DECONTAM_EVAL ?= ../shared/data/seed-testsets
+TRAIN_LAUNCH = $(BIN)/accelerate launch --config_file recipes/accelerate/$(TRAIN_GPUS)gpu.yaml -m axolotl.cli.train
+.PHONY: data cpt merge-cpt sft merge-sft train
+data: ## SFT data from SFT_SOURCE, decontaminated vs DECONTAM_EVAL + held-out split; CPT corpus if CORPUS_SOURCE is set
+	$(if $(CORPUS_SOURCE),$(BIN)/shop-eval data corpus $(CORPUS_SOURCE) $(foreach f,$(CORPUS_FIELDS),--text-field $(f)) --out data/corpus/corpus.jsonl)
+	$(BIN)/shop-eval data sft $(SFT_SOURCE) --out data/sft
+	$(BIN)/shop-eval data decontam data/sft/train.jsonl $(foreach e,$(DECONTAM_EVAL),--eval $(e)) \
+		--eval heldout=data/sft/validation.jsonl --out data/sft/train.clean.jsonl
+cpt: ## LoRA continued pretraining (recipes/cpt.yml) on TRAIN_GPUS GPUs [BASE_MODEL=...]
+	@test -s data/corpus/corpus.jsonl || { echo "no data/corpus/corpus.jsonl: run make data CORPUS_SOURCE=FILES [CORPUS_FIELDS='title description']"; exit 2; }
+	$(TRAIN_LAUNCH) recipes/cpt.yml $(if $(BASE_MODEL),--base_model $(BASE_MODEL))
+merge-cpt: ## merge the CPT adapter into its base -> outputs/cpt/merged
+	$(BIN)/axolotl merge-lora recipes/cpt.yml --lora-model-dir outputs/cpt $(if $(BASE_MODEL),--base-model $(BASE_MODEL))
+sft: ## LoRA SFT (SFT_RECIPE, default recipes/sft.yml) from outputs/cpt/merged [SFT_BASE=... to skip CPT]
+	@test -s data/sft/train.clean.jsonl || { echo "no data/sft/train.clean.jsonl: run make data"; exit 2; }
+	$(TRAIN_LAUNCH) $(SFT_RECIPE) $(if $(SFT_BASE),--base_model $(SFT_BASE))
+merge-sft: ## merge the SFT adapter -> $(SFT_OUT)/merged
+	$(BIN)/axolotl merge-lora $(SFT_RECIPE) --lora-model-dir $(SFT_OUT) $(if $(SFT_BASE),--base-model $(SFT_BASE))
+train: ## the whole chain: data -> cpt -> merge-cpt -> sft -> merge-sft -> eval (2 GPUs)
+	$(MAKE) data
+	$(MAKE) cpt
+	$(MAKE) merge-cpt
+	$(MAKE) sft
+	$(MAKE) merge-sft
+	$(MAKE) eval MODEL=$(SFT_OUT)/merged NUM_GPUS=2
