@@ -577,3 +577,47 @@ def test_a_failing_write_stops_the_run_and_keeps_what_was_written(tmp_path, monk
         report = asyncio.run(Synthesizer(_seed_records(), _opts(tmp_path, srv.base_url), api_key=KEY).run())
     assert "No space left" in report["stopped"] and not report["complete"]
     assert len(_read_ids(tmp_path / "synth.jsonl")) == 3 == report["accepted"]
+
+
+# =========================================================================== property: what we show, we read back
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_TEXT = st.text(alphabet=st.sampled_from(list("abcdefghij XYZ?,.'\"é日本\n")), min_size=1, max_size=80).filter(
+    lambda s: s.strip() and "\n\n\n" not in s
+)
+
+
+@st.composite
+def _examples(draw):
+    t = draw(st.sampled_from(TASK_TYPES))
+    if t == "multiple-choice":
+        truth = draw(st.integers(0, 9))
+    elif t == "retrieval":
+        truth = draw(st.lists(st.integers(0, 30), min_size=1, max_size=5))
+    elif t == "ranking":
+        n = draw(st.integers(1, 6))
+        truth = [float(w) for w in draw(st.permutations(range(1, n + 1)))]
+    elif t == "named_entity_recognition":
+        truth = draw(st.lists(st.text(min_size=0, max_size=12), max_size=4))
+    else:
+        truth = draw(_TEXT).strip()
+    from shop_eval.records import DEFAULT_METRIC
+
+    row = {"input_field": draw(_TEXT).strip(), "output_field": truth, "task_name": "p", "task_type": t}
+    return make_record({**row, "metric": DEFAULT_METRIC[t]}, "h", "")
+
+
+@settings(max_examples=200, deadline=None)
+@given(_examples())
+def test_rendered_examples_parse_back(rec):
+    from shop_eval.prompts import ranking_order
+
+    (back,) = parse_reply(render_example(rec), rec.task_type, rec.task_name)
+    assert not isinstance(back, Rejected), back
+    assert back.input_field == rec.input_field
+    if rec.task_type == "ranking":
+        assert ranking_order(back.output_field) == ranking_order(rec.output_field)
+    else:
+        assert back.output_field == rec.output_field
