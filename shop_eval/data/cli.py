@@ -63,6 +63,12 @@ def register(sub) -> None:
         help="mixing weight per task type for the training side, e.g. generation=0.5 ranking=2",
     )
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--group-by",
+        default="content",
+        choices=("content", "prompt"),
+        help="keep rows sharing content (default) or only identical prompts on one side of the split",
+    )
     s.add_argument("--strict", action="store_true", help="fail on the first bad row instead of reporting it")
     s.set_defaults(func=run_sft)
 
@@ -129,7 +135,9 @@ def run_sft(args) -> int:
         for k, v in res.quirks.items():
             quirks[k] = quirks.get(k, 0) + v
     t_load = time.perf_counter() - t0
-    train, val, report = build_sft(records, val_fraction=args.val_fraction, weights=weights, seed=args.seed)
+    train, val, report = build_sft(
+        records, val_fraction=args.val_fraction, weights=weights, seed=args.seed, group_by=args.group_by
+    )
     out = Path(args.out)
     write_jsonl(out / "train.jsonl", train)
     write_jsonl(out / "validation.jsonl", val)
