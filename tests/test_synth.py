@@ -335,7 +335,7 @@ def test_rate_limit_respected(tmp_path):
     ts = sorted(e["t"] for e in srv.log)
     assert len(ts) == report["requests"] >= 60
     rate, burst = rpm / 60, rpm / 60
-    slack = 0.1  # arrival jitter at the server (new connections, a busy machine)
+    slack = 0.15  # arrival jitter at the server (new connections, a busy machine): 3 requests' worth
     # leaky bucket: any k consecutive requests span at least (k - burst) / rate seconds
     for i in range(len(ts)):
         for j in range(i + int(burst), len(ts)):
