@@ -196,7 +196,7 @@ def _mc(p: Product, rng: random.Random) -> dict:
     options = [p.department, *others]
     rng.shuffle(options)
     lines = "\n".join(f"{i}. {o}" for i, o in enumerate(options))
-    prompt = f"Which department does this product belong to?\nProduct: {p.title}\n{lines}\nAnswer: "
+    prompt = f"Which department does this product belong to?\nProduct: {p.title}\n{lines}\nAnswer:\n"
     return _record("multiple-choice", prompt, options.index(p.department))
 
 
@@ -229,12 +229,12 @@ def _relevance(anchor: Product, q: Product) -> float:
 
 
 def _retrieval(p: Product, pool: list[Product], rng: random.Random) -> dict:
-    cands = _query_candidates(p, pool, 8, rng)
+    cands = _query_candidates(p, pool, 6, rng)
     query = f"{p.color} {CATEGORIES[p.category][1][0]}"
     lines = "\n".join(f"{i}. {q.title}" for i, q in enumerate(cands, 1))
     prompt = (
         f'A customer searches for "{query}". Which of the following products match the query?\n{lines}\n'
-        "Answer with the numbers of at most 3 matching products, separated by commas."
+        "Answer with the numbers of at most 3 matching products, separated by commas.\nAnswer:\n"
     )
     truth = [i for i, q in enumerate(cands, 1) if _relevance(p, q) == 1.0]
     return _record("retrieval", prompt, truth)
@@ -246,7 +246,7 @@ def _ranking(p: Product, pool: list[Product], rng: random.Random) -> dict:
     lines = "\n".join(f"{i}. {q.title}" for i, q in enumerate(cands, 1))
     prompt = (
         f'A customer searches for "{query}". Rank the following 5 products from the most to the least '
-        f"relevant to the query.\n{lines}\nAnswer with the 5 product numbers, separated by commas."
+        f"relevant to the query.\n{lines}\nAnswer with the 5 product numbers, separated by commas.\nAnswer:\n"
     )
     return _record("ranking", prompt, [_relevance(p, q) for q in cands])
 
@@ -266,7 +266,7 @@ def _ner(p: Product, rng: random.Random) -> dict:
     )
     prompt = (
         "Extract the brand name and the color from the following product text. "
-        f"Answer with a JSON list of strings, brand first.\nText: {text}"
+        f"Answer with a JSON list of strings, brand first.\nText: {text}\nAnswer:\n"
     )
     return _record("named_entity_recognition", prompt, [p.brand, p.color])
 
@@ -275,7 +275,7 @@ def _generation(p: Product, rng: random.Random) -> dict:
     fields = [("Brand", p.brand), ("Color", p.color), ("Feature", p.feature), ("Product", p.noun)]
     rng.shuffle(fields)
     lines = "\n".join(f"{k}: {v}" for k, v in fields)
-    prompt = f"Write a short product title from these attributes, as brand, feature, color, product.\n{lines}\nTitle:"
+    prompt = f"Write a short product title from these attributes, as brand, feature, color, product.\n{lines}\nTitle:\n"
     return _record("generation", prompt, p.title, metric="rougel")
 
 
@@ -283,7 +283,7 @@ def _classification(p: Product, rng: random.Random) -> dict:
     s = rng.choice(SENTIMENTS)
     prompt = (
         "Classify the sentiment of this customer review as positive, negative or neutral.\n"
-        f"Review: {review_text(p, s, rng)}\nAnswer:"
+        f"Review: {review_text(p, s, rng)}\nAnswer:\n"
     )
     return _record("classification", prompt, s)
 

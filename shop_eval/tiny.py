@@ -44,14 +44,14 @@ CHAT_TEMPLATE = (
 #: model/tokenizer/training sizes: full (the demo's base) and quick (tests)
 SIZES = {
     "full": dict(
-        vocab_size=2048,
+        vocab_size=1024,
         hidden_size=128,
         intermediate_size=352,
         num_hidden_layers=4,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=1024,
-        steps=300,
+        steps=150,
         batch_size=16,
         seq_len=128,
         lr=3e-3,

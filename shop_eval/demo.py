@@ -1,0 +1,383 @@
+"""The whole pipeline offline, on CPU, in minutes: ``shop-eval demo OUT`` (``make demo``).
+
+Stages, all into one folder ``OUT``:
+
+1. ``data``     sample data (:mod:`shop_eval.sample_data`): corpus, train/test ShopBench JSONL, SFT chat rows
+2. ``base``     the tiny base model (:mod:`shop_eval.tiny`), tokenizer trained on the corpus
+3. ``cpt``      ``axolotl preprocess`` + ``axolotl train`` recipes/tiny/cpt.yml, ``axolotl merge-lora``
+4. ``sft``      the same with recipes/tiny/sft.yml, starting from the merged CPT model
+5. ``eval``     lm-eval ``shop_*`` tasks on the held-out test split, base and fine-tuned (``shop-eval eval``)
+6. ``leaderboard``  ``shop-eval leaderboard`` → JSON, Markdown, PNG; the table is printed
+
+Axolotl and lm-eval run as subprocesses (their output goes to ``OUT/logs/<stage>.log``); the recipes are
+copied to ``OUT/configs/`` with ``OUT``'s paths filled in.  ``OUT/demo.json`` records the time per stage,
+the training losses and the base-vs-fine-tuned comparison per task type.
+
+Also: ``shop-eval sample-data OUT`` and ``shop-eval tiny-model OUT``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .io import write_json
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes" / "tiny"
+ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "AXOLOTL_DO_NOT_TRACK": "1",
+    "WANDB_MODE": "disabled",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+STAGES = ("data", "base", "cpt", "sft", "eval", "leaderboard")
+
+#: shortened runs: ``small`` is what tests/test_demo.py runs
+PRESETS: dict[str, dict[str, Any]] = {
+    "demo": dict(data="demo", quick_base=False, cpt_steps=None, sft_epochs=None, sft_steps=None),
+    "small": dict(data="small", quick_base=True, cpt_steps=6, sft_epochs=None, sft_steps=12),
+}
+
+
+class StageError(RuntimeError):
+    pass
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """One line per stage start/end with elapsed seconds; a live spinner (rich) while a stage runs."""
+
+    def __init__(self, out: Path, quiet: bool = False):
+        from rich.console import Console
+
+        self.console = Console(stderr=True, quiet=quiet, highlight=False)
+        self.out = out
+        self.timings: dict[str, float] = {}
+        self.t0 = time.time()
+
+    def stage(self, i: int, name: str, what: str):
+        self.console.rule(f"[bold]{i}/{len(STAGES)} {name}[/]: {what}", align="left")
+        return _StageTimer(self, name)
+
+    def note(self, text: str) -> None:
+        self.console.print(f"  {text}")
+
+
+class _StageTimer:
+    def __init__(self, progress: Progress, name: str):
+        self.p, self.name = progress, name
+
+    def __enter__(self):
+        self.t = time.time()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        dt = time.time() - self.t
+        self.p.timings[self.name] = round(dt, 1)
+        status = "[green]done[/]" if exc_type is None else "[red]failed[/]"
+        self.p.console.print(f"  {status} {self.name} in {dt:.1f}s (total {time.time() - self.p.t0:.1f}s)")
+        return False
+
+
+def _run_logged(cmd: list[str], log_path: Path, progress: Progress, label: str, env: dict[str, str] | None = None):
+    """Run ``cmd``, its output to ``log_path``; a spinner shows the latest ``n/N`` progress of the log."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, **ENV, **(env or {})}
+    progress.note(f"$ {' '.join(cmd)}  [dim](log: {log_path})[/]")
+    t = time.time()
+    with open(log_path, "w", encoding="utf-8") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=full_env, cwd=REPO)
+        with progress.console.status(label) as status:
+            while proc.poll() is None:
+                time.sleep(0.5)
+                status.update(f"{label} {_latest_progress(log_path)} {time.time() - t:.0f}s")
+    if proc.returncode != 0:
+        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-40:]
+        progress.console.print("\n".join(tail), markup=False, highlight=False)
+        raise StageError(f"{label} failed (exit {proc.returncode}); full log: {log_path}")
+    return time.time() - t
+
+
+_PROG = re.compile(r"(\d+)/(\d+) \[")
+
+
+def _latest_progress(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 4000))
+            tail = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    found = _PROG.findall(tail)
+    return f"{found[-1][0]}/{found[-1][1]}" if found else ""
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+def resolve_recipe(recipe: Path, out: Path, stage: str, base_model: Path, data: Path, overrides: dict) -> Path:
+    """A copy of ``recipe`` with OUT's paths (and ``overrides``) written to ``OUT/configs/<stage>.yml``."""
+    cfg = yaml.safe_load(recipe.read_text(encoding="utf-8"))
+    cfg["base_model"] = str(base_model)
+    cfg["datasets"][0]["path"] = str(data)
+    cfg["dataset_prepared_path"] = str(out / "prepared" / stage)
+    cfg["output_dir"] = str(out / stage)
+    cfg["lora_model_dir"] = None
+    for k, v in overrides.items():
+        if v is not None:
+            cfg[k] = v
+    if cfg.get("max_steps"):  # keep the one end-of-training checkpoint (trainer_state.json) at the last step
+        cfg["save_steps"] = cfg["max_steps"]
+        cfg["save_strategy"] = "steps"
+        cfg.pop("saves_per_epoch", None)
+    path = out / "configs" / f"{stage}.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"# resolved from {recipe.relative_to(REPO)} by shop-eval demo\n" + yaml.safe_dump(cfg, sort_keys=False),
+        encoding="utf-8",
+    )
+    return path
+
+
+def read_losses(output_dir: Path) -> list[float]:
+    """The training loss per logged step, from the last checkpoint's ``trainer_state.json``."""
+    states = sorted(output_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1]))
+    if not states:
+        raise StageError(f"{output_dir}: no checkpoint-*/trainer_state.json (did training save a checkpoint?)")
+    hist = json.loads(states[-1].read_text(encoding="utf-8"))["log_history"]
+    return [float(h["loss"]) for h in hist if "loss" in h]
+
+
+def _loss_summary(losses: list[float]) -> dict:
+    k = max(1, len(losses) // 5)
+    return {
+        "steps": len(losses),
+        "first": losses[0],
+        "last": losses[-1],
+        "first_mean": round(sum(losses[:k]) / k, 4),
+        "last_mean": round(sum(losses[-k:]) / k, 4),
+    }
+
+
+def train_stage(stage, recipe, out, base_model, data, overrides, progress, preprocess=True) -> dict:
+    py = sys.executable
+    cfg = resolve_recipe(recipe, out, stage, base_model, data, overrides)
+    progress.note(f"config: {cfg}")
+    times = {}
+    if preprocess:
+        times["preprocess"] = _run_logged(
+            [py, "-m", "axolotl.cli.preprocess", str(cfg)], out / "logs" / f"{stage}_preprocess.log", progress,
+            f"{stage}: axolotl preprocess",
+        )  # fmt: skip
+    times["train"] = _run_logged(
+        [py, "-m", "axolotl.cli.train", str(cfg)], out / "logs" / f"{stage}_train.log", progress,
+        f"{stage}: axolotl train",
+    )  # fmt: skip
+    losses = read_losses(out / stage)
+    summary = _loss_summary(losses)
+    progress.note(
+        f"loss {summary['first']:.3f} -> {summary['last']:.3f} over {summary['steps']} steps "
+        f"(mean of first/last fifth {summary['first_mean']:.3f} -> {summary['last_mean']:.3f})"
+    )
+    times["merge"] = _run_logged(
+        [py, "-m", "axolotl.cli.merge_lora", str(cfg), f"--lora-model-dir={out / stage}"],
+        out / "logs" / f"{stage}_merge.log", progress, f"{stage}: axolotl merge-lora",
+    )  # fmt: skip
+    merged = out / stage / "merged"
+    if not (merged / "config.json").is_file():
+        raise StageError(f"{merged}: merge-lora wrote no model")
+    return {"config": str(cfg), "merged": str(merged), "loss": summary, "losses": losses, "seconds": times}
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def eval_stage(model: Path, name: str, test: Path, out: Path, progress: Progress, limit: float | None) -> Path:
+    from .eval_launch import EvalSpec, build_command
+
+    spec = EvalSpec(model=str(model), output=str(out / "eval" / name), data=str(test), batch_size="32", limit=limit)
+    cmd, env = build_command(spec)
+    if cmd[0] == "lm_eval":  # the venv's lm_eval, whatever PATH says
+        cmd = [sys.executable, "-m", "lm_eval", *cmd[1:]]
+    _run_logged(cmd, out / "logs" / f"eval_{name}.log", progress, f"eval: lm-eval {name}", env=env)
+    return out / "eval" / name
+
+
+def compare(board: dict, base: str, tuned: str) -> dict:
+    """Per task type, official extractor: fine-tuned minus base, and whether the gain exceeds the stderr of
+    the difference (and of each score)."""
+    models = {m["name"]: m["scores"]["shop"]["official"]["task_types"] for m in board["models"]}
+    out = {}
+    for ttype, bo in models[base].items():
+        to = models[tuned].get(ttype)
+        if not to:
+            continue
+        se_b, se_t = bo.get("stderr") or 0.0, to.get("stderr") or 0.0
+        diff = to["score"] - bo["score"]
+        se = math.sqrt(se_b**2 + se_t**2)
+        out[ttype] = {
+            "base": bo["score"],
+            "base_stderr": se_b,
+            "fine_tuned": to["score"],
+            "fine_tuned_stderr": se_t,
+            "gain": round(diff, 6),
+            "beats_by_more_than_stderr": bool(diff > max(se, se_b, se_t)),
+        }
+    return out
+
+
+# --------------------------------------------------------------------------- the demo
+
+
+def run_demo(
+    out: str | Path,
+    seed: int = 0,
+    preset: str = "demo",
+    preprocess: bool = True,
+    quiet: bool = False,
+    limit: float | None = None,
+) -> dict:
+    from . import leaderboard as lb
+    from .sample_data import build_sample_data
+    from .tiny import build_tiny_model
+
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    p = PRESETS[preset]
+    progress = Progress(out, quiet=quiet)
+    report: dict[str, Any] = {"out": str(out), "seed": seed, "preset": preset, "stages": {}}
+
+    with progress.stage(1, "data", "sample catalogue -> corpus, train/test ShopBench JSONL, SFT chat rows"):
+        info = build_sample_data(out / "data", seed=seed, preset=p["data"])
+        progress.note(
+            f"corpus {info['corpus']} texts; train {info['train']} / test {info['test']} examples "
+            f"({info['train_products']} / {info['test_products']} disjoint products)"
+        )
+        report["stages"]["data"] = info
+
+    with progress.stage(2, "base", "tiny Llama from scratch (tokenizer + pretraining on the corpus)"):
+        base = build_tiny_model(out / "base", seed=seed, quick=p["quick_base"], corpus=out / "data" / "corpus.jsonl")
+        binfo = json.loads((base / "tiny_build.json").read_text())
+        binfo.pop("losses")
+        progress.note(f"{binfo['parameters']:,} parameters; loss {binfo['loss_first']:.3f} -> {binfo['loss_last']:.3f}")
+        report["stages"]["base"] = binfo
+
+    cpt_over = {"max_steps": p["cpt_steps"], "seed": seed}
+    with progress.stage(3, "cpt", "LoRA continued pretraining on the corpus (axolotl), then merge"):
+        report["stages"]["cpt"] = train_stage(
+            "cpt", RECIPES / "cpt.yml", out, base, out / "data" / "corpus.jsonl", cpt_over, progress, preprocess
+        )
+    sft_over = {"max_steps": p["sft_steps"], "num_epochs": p["sft_epochs"], "seed": seed}
+    with progress.stage(4, "sft", "LoRA SFT, answer-only loss, on the train split (axolotl), then merge"):
+        report["stages"]["sft"] = train_stage(
+            "sft", RECIPES / "sft.yml", out, out / "cpt" / "merged", out / "data" / "sft_train.jsonl", sft_over,
+            progress, preprocess,
+        )  # fmt: skip
+
+    test = out / "data" / "test.jsonl"
+    with progress.stage(5, "eval", "lm-eval shop_* on the held-out test split: base and fine-tuned"):
+        runs = {
+            "base": eval_stage(base, "base", test, out, progress, limit),
+            "fine-tuned": eval_stage(out / "sft" / "merged", "fine-tuned", test, out, progress, limit),
+        }
+        report["stages"]["eval"] = {k: str(v) for k, v in runs.items()}
+
+    with progress.stage(6, "leaderboard", "shop-eval leaderboard -> JSON, Markdown, PNG"):
+        board = lb.build_leaderboard([str(v) for v in runs.values()], list(runs), {})
+        write_json(out / "leaderboard.json", board)
+        md = lb.render_markdown(board)
+        (out / "leaderboard.md").write_text(md, encoding="utf-8")
+        lb.render_png(board, out / "leaderboard.png")
+        cmp_ = compare(board, "base", "fine-tuned")
+        report["comparison"] = cmp_
+        report["wins"] = sum(v["beats_by_more_than_stderr"] for v in cmp_.values())
+
+    report["timings"] = progress.timings
+    report["total_seconds"] = round(sum(progress.timings.values()), 1)
+    write_json(out / "demo.json", report)
+    print(md)
+    print(
+        f"fine-tuned beats base by more than the stderr on {report['wins']} of {len(cmp_)} task types "
+        "(official extractor)"
+    )
+    print("time per stage: " + ", ".join(f"{k} {v:.0f}s" for k, v in progress.timings.items()))
+    print(f"total {report['total_seconds']:.0f}s; everything is in {out} (demo.json, leaderboard.*, logs/)")
+    return report
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the whole pipeline offline on CPU: data -> tiny model -> CPT -> SFT -> eval -> leaderboard",
+        description=__doc__,
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+    )
+    p.add_argument("out", help="output folder (e.g. demo_out)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", default="demo", choices=list(PRESETS), help="small: the shortened test run")
+    p.add_argument("--no-preprocess", action="store_true", help="skip the separate `axolotl preprocess` calls")
+    p.add_argument("--limit", type=float, help="lm-eval --limit (rows per task) for a quicker look")
+    p.set_defaults(func=_run_demo)
+
+    s = sub.add_parser("sample-data", help="write the sample corpus, train/test ShopBench JSONL and SFT chat rows")
+    s.add_argument("out", help="output folder")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--preset", default="demo", choices=["demo", "small"])
+    s.set_defaults(func=_run_sample_data)
+
+    t = sub.add_parser("tiny-model", help="build the tiny Llama base model from scratch (tokenizer + pretraining)")
+    t.add_argument("out", help="output folder")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--quick", action="store_true", help="smaller and faster (seconds; for tests)")
+    t.add_argument("--corpus", help="corpus JSONL ({'text': ...} a line); default: the sample corpus")
+    t.set_defaults(func=_run_tiny)
+
+
+def _run_demo(args) -> int:
+    try:
+        report = run_demo(
+            args.out, seed=args.seed, preset=args.preset, preprocess=not args.no_preprocess, limit=args.limit
+        )
+    except StageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0 if report else 1
+
+
+def _run_sample_data(args) -> int:
+    from .sample_data import build_sample_data
+
+    info = build_sample_data(args.out, seed=args.seed, preset=args.preset)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _run_tiny(args) -> int:
+    from .tiny import build_tiny_model
+
+    out = build_tiny_model(args.out, seed=args.seed, quick=args.quick, corpus=args.corpus)
+    info = json.loads((out / "tiny_build.json").read_text())
+    info.pop("losses")
+    print(json.dumps(info, indent=2))
+    return 0
