@@ -49,7 +49,7 @@ import sys
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -340,27 +340,50 @@ class NearDupIndex:
 # =========================================================================== append-only JSON Lines
 
 
-def recover_jsonl(path: str | os.PathLike) -> tuple[list[dict], int]:
-    """Rows of an append-only JSON Lines file, after cutting off a partial last line (a write
-    interrupted by a crash).  Returns (rows, bytes cut).  A complete line that is not JSON is an error."""
+def recover_jsonl(
+    path: str | os.PathLike, validate: Callable[[list[dict]], None] | None = None
+) -> tuple[list[dict], int]:
+    """Rows of an append-only JSON Lines file whose last write may have been interrupted.
+
+    Every complete line (ending in a newline) must be JSON.  A last line without its newline is a
+    write cut short: it is cut off (returns the number of bytes cut) — unless it is a complete JSON
+    object after all (the kill fell just before the newline), which is kept and given its newline.
+    ``validate(rows)`` sees the rows (the kept last one included) before the file is changed, so a
+    file that is not ours is refused, never truncated."""
     path = Path(path)
     if not path.exists():
         return [], 0
     data = path.read_bytes()
-    cut = 0
-    if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-        cut = len(data) - keep
-        os.truncate(path, keep)
-        data = data[:keep]
+    keep = data.rfind(b"\n") + 1
+    body, tail = data[:keep], data[keep:]
     rows = []
-    for lineno, line in enumerate(data.decode("utf-8").split("\n"), 1):
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(str(path), f"byte {exc.start}", None, "not UTF-8") from None
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as exc:
             raise DataError(str(path), f"line {lineno}", None, f"invalid JSON: {exc.msg}") from None
+    last = None
+    if tail.strip():
+        with contextlib.suppress(UnicodeDecodeError, json.JSONDecodeError):
+            last = json.loads(tail.decode("utf-8"))
+            if not isinstance(last, dict):
+                last = None
+    if validate is not None:
+        validate(rows + ([last] if last is not None else []))
+    cut = 0
+    if last is not None:
+        rows.append(last)
+        with open(path, "ab") as fh:
+            fh.write(b"\n")
+    elif tail:
+        cut = len(tail)
+        os.truncate(path, keep)
     return rows, cut
 
 
@@ -603,14 +626,12 @@ class Synthesizer:
         t = max(self.types, key=lambda x: need[x])
         return t if need[t] > 0 else None
 
-    def _resume(self) -> int:
-        rows, cut = recover_jsonl(self.opts.out)
-        if cut:
-            self.cut_bytes[str(self.opts.out)] = cut
-            log.warning("%s: cut a partial last line (%d bytes) left by an interrupted run", self.opts.out, cut)
+    def _check_rows(self, rows: list[dict]) -> None:
+        """Every row of the output must be an item of this configuration (checked before any change)."""
+        seen: set[str] = set()
         for k, row in enumerate(rows, 1):
             rid = row.get("id") if isinstance(row, dict) else None
-            m = ID_RE.match(rid or "")
+            m = ID_RE.match(rid if isinstance(rid, str) else "")
             if not m:
                 raise DataError(str(self.opts.out), f"line {k}", "id", f"not a synth item id: {rid!r}")
             if m.group(1) != self.cfg:
@@ -621,15 +642,22 @@ class Synthesizer:
                     f"written by another synth configuration ({m.group(1)}, this one is {self.cfg}): "
                     "give the same seeds, templates, model and sampling options, or another --out",
                 )
-            t = _SHORT_TO_TYPE.get(m.group(2))
-            if t not in self.done:
+            if _SHORT_TO_TYPE.get(m.group(2)) not in self.done:
                 raise DataError(str(self.opts.out), f"line {k}", "id", f"task type {m.group(2)!r} not requested")
-            i = int(m.group(3))
-            if i in self.done[t]:
+            if rid in seen:
                 raise DataError(str(self.opts.out), f"line {k}", "id", f"duplicate id {rid}")
+            seen.add(rid)
             make_record({f: v for f, v in row.items() if f != "id"}, str(self.opts.out), f"line {k}")
-            self._mark_done(t, i)
-            self.pool.add(rid, row.get("input_field", ""))
+
+    def _resume(self) -> int:
+        rows, cut = recover_jsonl(self.opts.out, self._check_rows)
+        if cut:
+            self.cut_bytes[str(self.opts.out)] = cut
+            log.warning("%s: cut a partial last line (%d bytes) left by an interrupted run", self.opts.out, cut)
+        for row in rows:
+            m = ID_RE.match(row["id"])
+            self._mark_done(_SHORT_TO_TYPE[m.group(2)], int(m.group(3)))
+            self.pool.add(row["id"], row["input_field"])
         rrows, rcut = recover_jsonl(self.rejects_path)
         if rcut:
             self.cut_bytes[str(self.rejects_path)] = rcut

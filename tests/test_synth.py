@@ -290,6 +290,19 @@ def test_recover_cuts_partial_last_line(tmp_path):
     p.write_bytes(b'{"a": 1}\nnot json\n')
     with pytest.raises(DataError, match="line 2"):
         recover_jsonl(p)
+    # killed just before the newline: the complete last row is kept and gets its newline
+    p.write_bytes(b'{"a": 1}\n{"a": 2}')
+    assert recover_jsonl(p) == ([{"a": 1}, {"a": 2}], 0) and p.read_bytes() == b'{"a": 1}\n{"a": 2}\n'
+
+
+def test_resume_never_touches_a_file_that_is_not_its_own(tmp_path):
+    out = tmp_path / "synth.jsonl"
+    foreign = b'{"input_field": "q", "output_field": 1}\n{"input_field": "half a li'
+    out.write_bytes(foreign)
+    synth = Synthesizer(_seed_records(), _opts(tmp_path, None, count=2), api_key=KEY, client=_StubClient([]))
+    with pytest.raises(DataError, match="not a synth item id"):
+        asyncio.run(synth.run())
+    assert out.read_bytes() == foreign  # not truncated
 
 
 # =========================================================================== against a real server
