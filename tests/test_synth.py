@@ -634,3 +634,11 @@ def test_rendered_examples_parse_back(rec):
         assert ranking_order(back.output_field) == ranking_order(rec.output_field)
     else:
         assert back.output_field == rec.output_field
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126)))
+def test_tokenizer_is_rouge_scores_own_on_ascii(text):
+    from rouge_score import tokenizers
+
+    assert RougeTokenizer().tokenize(text) == tokenizers.DefaultTokenizer(use_stemmer=False).tokenize(text)
