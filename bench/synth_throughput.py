@@ -46,6 +46,15 @@ def seed_records(task_type: str, n: int = 8):
     return out
 
 
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc), 0.0 where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "shop_eval.synth_server", "--latency", str(latency)],
@@ -140,10 +149,14 @@ def main() -> int:
         one_run(url, 64, args.concurrency, args.task_type)  # warm-up (imports, connections)
         runs, bare = [], []
         for k in range(args.repeat):
+            s0 = proc_cpu_s(server.pid)
             r = one_run(url, args.requests, args.concurrency, args.task_type)
+            r["server_cpu_ms_per_req"] = round(1000 * (proc_cpu_s(server.pid) - s0) / r["requests"], 3)
             print(f"synth run {k + 1}: {r}", file=sys.stderr)
             runs.append(r)
+            s0 = proc_cpu_s(server.pid)
             b = bare_client_run(url, args.requests, args.concurrency, prompt)
+            b["server_cpu_ms_per_req"] = round(1000 * (proc_cpu_s(server.pid) - s0) / b["requests"], 3)
             print(f"bare client run {k + 1}: {b}", file=sys.stderr)
             bare.append(b)
     finally:
