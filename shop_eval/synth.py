@@ -13,8 +13,9 @@ never written.  Accepted items must also pass:
   ``ROUGE-L F = 2·LCS/(m+n)`` and the LCS is at most the multiset token overlap, a pair above 0.7
   has a multiset token Jaccard of at least 0.7/1.3 ≈ 0.54; MinHash LSH over token shingles
   (datasketch, 256 permutations in 64 bands of 4: a pair at Jaccard 0.54 is a candidate with
-  probability 0.997) proposes the candidates, the exact overlap bound ``2·|A∩B|/(m+n)`` prunes
-  them, and ROUGE-L is computed only on what is left;
+  probability 0.997) proposes the candidates, a vectorised MinHash Jaccard estimate (6 standard
+  deviations below 0.54) and the exact overlap bound ``2·|A∩B|/(m+n)`` prune them, and ROUGE-L is
+  computed only on what is left;
 * decontamination against ``--eval-set`` files (:mod:`shop_eval.decontam`: exact and 13-gram
   overlap of the prompt).
 
