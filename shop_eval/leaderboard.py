@@ -164,6 +164,8 @@ def _default_name(model_args: dict[str, Any], results: dict) -> str:
     adapter = model_args.get("peft") or model_args.get("lora_local_path")
     if adapter:
         parts.append(Path(str(adapter).rstrip("/")).name)
+    if results.get("chat_template"):
+        parts.append("chat")
     return "+".join(parts)
 
 
