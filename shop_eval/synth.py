@@ -627,6 +627,22 @@ class Synthesizer:
         t = max(self.types, key=lambda x: need[x])
         return t if need[t] > 0 else None
 
+    def _take_lock(self) -> int:
+        """An exclusive ``flock`` on ``OUT.lock`` for the whole run: two runs appending to one output
+        would produce the same ids twice.  The kernel drops it when the process dies (even by
+        ``kill -9``), so a crash never leaves a stale lock."""
+        import fcntl
+
+        path = self.opts.out.with_name(self.opts.out.name + ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DataError(str(self.opts.out), "", None, "another shop-eval synth is writing this output") from None
+        return fd
+
     def _check_rows(self, rows: list[dict]) -> None:
         """Every row of the output must be an item of this configuration (checked before any change)."""
         seen: set[str] = set()
@@ -944,7 +960,12 @@ class Synthesizer:
                 self.seeds_for_prompt[t] = clean
             if seeds_contaminated:
                 log.warning("%d seed examples overlap an --eval-set: not shown to the model", seeds_contaminated)
-        resumed = self._resume()
+        self._lock = self._take_lock()
+        try:
+            resumed = self._resume()
+        except BaseException:
+            os.close(self._lock)
+            raise
         self.out = JsonlAppender(self.opts.out, self.opts.fsync_interval)
         self.rejects_out = JsonlAppender(self.rejects_path, self.opts.fsync_interval)
         if self.client is None:
@@ -979,6 +1000,7 @@ class Synthesizer:
             self.rejects_out.close()
             with contextlib.suppress(Exception):
                 await self.client.close()
+            os.close(self._lock)  # releases the lock
         elapsed = time.monotonic() - t0
         accepted = self.accepted_total
         report = {

@@ -642,3 +642,17 @@ def test_tokenizer_is_rouge_scores_own_on_ascii(text):
     from rouge_score import tokenizers
 
     assert RougeTokenizer().tokenize(text) == tokenizers.DefaultTokenizer(use_stemmer=False).tokenize(text)
+
+
+def test_a_second_run_on_the_same_output_is_refused(tmp_path):
+    import fcntl
+
+    lock = os.open(tmp_path / "synth.jsonl.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # as a first run would hold it
+    try:
+        synth = Synthesizer(_seed_records(), _opts(tmp_path, None, count=2), api_key=KEY, client=_StubClient([]))
+        with pytest.raises(DataError, match="another shop-eval synth"):
+            asyncio.run(synth.run())
+    finally:
+        os.close(lock)
+    assert not (tmp_path / "synth.jsonl").exists()
