@@ -173,6 +173,19 @@ class DecontamIndex:
                 return Match(f"{n}-gram", *self.docs[doc], doc)
         return None
 
+    def matched_ids(self, words: list[str]) -> set[int]:
+        """Ids of every indexed example that ``words`` overlaps (exact or n-gram)."""
+        ids = set()
+        doc = self.exact.get(hash(" ".join(words))) if words else None
+        if doc is not None:
+            ids.add(doc)
+        grams, n = self.grams, self.n
+        for i in range(len(words) - n + 1):
+            doc = grams.get(hash(tuple(words[i : i + n])))
+            if doc is not None:
+                ids.add(doc)
+        return ids
+
     def match(self, text: str) -> str | None:
         """Why ``text`` is contaminated — ``"exact <set>/<task>"`` or ``"13-gram <set>/<task>"`` (just
         ``"exact"`` / ``"13-gram"`` for an index of plain strings without a name) — or None."""
@@ -202,8 +215,10 @@ def decontaminate(
 ) -> tuple[list[Any], list[tuple[Any, Match]], dict[str, Any]]:
     """Split ``train_records`` into kept and removed (each removed item with its :class:`Match`).
 
-    ``report``: counts per reason, per evaluation set and task, how many distinct evaluation examples
-    were found in the training data (the fraction of each set that is contaminated), and examples.
+    ``report``: counts per reason, per evaluation set and task (a removed row counts once, under its first
+    match: exact before n-gram, sets in the given order), how many distinct evaluation examples any
+    training row overlaps (``eval_examples_found``, ``eval_fraction_found``: how much of each set the
+    training data held; an evaluation prompt repeated within its set counts once), and examples.
     """
     train = list(train_records)
     index = DecontamIndex(n, template_df)
@@ -224,24 +239,27 @@ def decontaminate(
 
     kept: list[Any] = []
     removed: list[tuple[Any, Match]] = []
+    found_ids: set[int] = set()
     for item, words in zip(train, texts, strict=True):
         m = index.find_tokens(words)
         if m is None:
             kept.append(item)
         else:
             removed.append((item, m))
+            found_ids |= index.matched_ids(words)
 
     by_set: dict[str, dict[str, Any]] = {
         name: {"eval_examples": sizes[name], "train_removed": 0, "eval_examples_found": 0, "by_task": {}, "by_kind": {}}
         for name in eval_sets
     }
     found: dict[str, set[int]] = {name: set() for name in eval_sets}
+    for doc in found_ids:
+        found[index.docs[doc][0]].add(doc)
     for _, m in removed:
         s = by_set[m.eval_set]
         s["train_removed"] += 1
         s["by_task"][m.task or "-"] = s["by_task"].get(m.task or "-", 0) + 1
         s["by_kind"][m.kind] = s["by_kind"].get(m.kind, 0) + 1
-        found[m.eval_set].add(m.eval_id)
     for name, s in by_set.items():
         s["eval_examples_found"] = len(found[name])
         s["eval_fraction_found"] = round(len(found[name]) / s["eval_examples"], 4) if s["eval_examples"] else 0.0

@@ -92,6 +92,17 @@ def test_report_counts_per_set_and_task():
     assert (report["train"], report["kept"], report["removed"]) == (3, 1, 2)
 
 
+def test_eval_examples_found_counts_every_overlapped_example():
+    a = "the red kettle has a cordless base and boils a full litre of water in under four minutes flat"
+    b = "this trail shoe has a rock plate and a grippy outsole that holds on wet stone and loose gravel"
+    evals = [rec(a, "x"), rec(b, "y"), rec("never seen in training at all", "z")]
+    train = [rec(f"Compare: {a} versus {b}")]  # one training row holding two evaluation examples
+    _, removed, report = decontaminate(train, {"dev": evals})
+    s = report["eval_sets"]["dev"]
+    assert len(removed) == 1 and s["train_removed"] == 1
+    assert s["eval_examples_found"] == 2 and s["eval_fraction_found"] == round(2 / 3, 4)
+
+
 words = st.lists(
     st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=8), min_size=1, max_size=30
 )
