@@ -52,7 +52,7 @@ EOF
       python3 bench/train_throughput.py --shape yi9b --paths "${PATHS:-padded,fixed,ours}" --levers "${LEVERS:-}" \
         --work /tmp/bt48 --logdir "$OUT" --out "$OUT/train_$TAG.json" 2>&1 | grep -v Warning | tail -14 ;;
     levers)
-      python3 bench/train_throughput.py --shape yi9b --paths "" --levers "${LEVERS:?}" \
+      python3 bench/train_throughput.py --shape yi9b --paths "" --levers "${LEVERS:?}" --timeout "${LEVER_TIMEOUT:-240}" \
         --work /tmp/bt48 --logdir "$OUT" --out "$OUT/train_levers_$TAG.json" 2>&1 | grep -v Warning | tail -10 ;;
     eval)
       python3 bench/eval_throughput.py --shape yi9b --per-type "${PER_TYPE:-100}" --settings "${SETTINGS:-defaults,ours}" \

@@ -287,9 +287,13 @@ def write_dataset(examples: list[common.Example], path: Path) -> None:
             fh.write("\n")
 
 
-def run_axolotl(name: str, cfg: dict, overrides: dict, args, work: Path, device: str, logdir: Path) -> dict:
+def run_axolotl(
+    name: str, cfg: dict, overrides: dict, args, work: Path, device: str, logdir: Path, preprocess: bool = True
+) -> dict:
     recipe = yaml.safe_load(RECIPE.read_text())
     conf = axolotl_config(recipe, {**recipe_overrides(args, work, device), **overrides})
+    if not preprocess:  # a lever: fewer steps; `axolotl train` prepares (or reuses) the dataset itself
+        conf["max_steps"] = args.lever_steps
     conf["output_dir"] = str(work / f"out_{name}")
     conf_path = work / f"{name}.yml"
     conf_path.write_text(yaml.safe_dump(conf, sort_keys=False))
@@ -309,11 +313,16 @@ def run_axolotl(name: str, cfg: dict, overrides: dict, args, work: Path, device:
         env.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"})
         env.setdefault("MASTER_PORT", "29511")
     timings = {}
-    for cmd in axolotl_commands(conf_path):
+    for cmd in axolotl_commands(conf_path)[0 if preprocess else 1 :]:
         what = cmd[3]
         t0 = time.perf_counter()
         with open(logdir / f"axolotl_{name}_{what}.log", "w") as log:
-            proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=args.timeout)
+            try:
+                proc = subprocess.run(
+                    cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=args.timeout
+                )
+            except subprocess.TimeoutExpired:
+                return {"path": name, "error": f"axolotl {what} ran past {args.timeout} s", **timings}
         timings[f"{what}_wall_s"] = round(time.perf_counter() - t0, 1)
         if proc.returncode != 0:
             tail = (logdir / f"axolotl_{name}_{what}.log").read_text()[-3000:]
@@ -371,6 +380,7 @@ def parse_args(argv=None):
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--ours-steps", type=int, default=24, help="axolotl max_steps")
     ap.add_argument("--ours-warmup", type=int, default=4, help="axolotl steps left out of the timing")
+    ap.add_argument("--lever-steps", type=int, default=16, help="axolotl max_steps of each lever run")
     ap.add_argument("--lora-r", type=int, default=16)
     ap.add_argument("--no-ckpt-baseline", action="store_true")
     ap.add_argument("--peak-tflops", type=float, default=0.0, help="MFU denominator (default: measured)")
@@ -385,6 +395,7 @@ def parse_args(argv=None):
     if args.dry_run:
         args.examples, args.steps, args.warmup = min(args.examples, 200), min(args.steps, 2), min(args.warmup, 1)
         args.ours_steps, args.ours_warmup, args.max_len, args.block = 3, 1, 512, 512
+        args.lever_steps = 3
     return args
 
 
@@ -482,7 +493,7 @@ def main(argv=None) -> int:
             if device != "cuda":  # CPU dry run: no kernels, DeepSpeed, Liger or compile
                 skip = ("kernel", "deepspeed", "plugins", "torch_compile")
                 overrides = {k: v for k, v in overrides.items() if not any(x in k for x in skip)}
-            res = run_axolotl(lever, cfg, overrides, args, work, device, logdir)
+            res = run_axolotl(lever, cfg, overrides, args, work, device, logdir, preprocess=False)
             res["prediction"] = prediction
             if paths.get("ours", {}).get("tok_s") and res.get("tok_s"):
                 res["vs_ours"] = common.ratio(res["tok_s"], paths["ours"]["tok_s"])
