@@ -41,9 +41,17 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def clean_env():
-    """axolotl's config loading sets ACCELERATE_*/NCCL env vars: keep them out of other tests."""
+    """Keep axolotl's process-wide state out of other tests: the env vars config loading may set, and the
+    plugins (Liger) registered in its singleton PluginManager, whose hooks would run in later trainings."""
+    from axolotl.integrations.base import PluginManager
+
     saved = dict(os.environ)
+    manager = PluginManager.get_instance()
+    plugins_before = set(manager.plugins)
     yield
+    for name in list(manager.plugins):
+        if name not in plugins_before:
+            del manager.plugins[name]
     os.environ.clear()
     os.environ.update(saved)
 
