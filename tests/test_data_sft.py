@@ -134,6 +134,7 @@ def test_cli_sft_reports_bad_rows_with_line(tmp_path, fixtures_dir):
     # --strict stops on the bad row, and writes nothing
     assert main(["data", "sft", str(data), "--out", str(tmp_path / "strict"), "--strict"]) == 2
     assert not (tmp_path / "strict").exists()
+    assert main(["data", "sft", str(data), "--out", str(tmp_path / "w"), "--weight", "gen=2"]) == 2
 
 
 def test_real_ec_guide_round_trip_and_split(ec_guide_dir):

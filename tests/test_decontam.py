@@ -167,3 +167,24 @@ def test_seed_mistake_on_the_real_seed_testsets(seed_testsets_dir, tmp_path):
     assert report["train"] > 900 and report["kept"] == 0
     assert report["removed_by_kind"] == {"exact": report["train"]}
     assert set(report["eval_sets"]["seed-testsets"]["by_task"]) == {p.stem for p in seed_testsets_dir.glob("*.json")}
+
+
+def test_cli_keeps_chat_rows_as_they_are_and_reports_bad_lines(tmp_path):
+    def chat(prompt):
+        return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": "1"}], "extra": 7}
+
+    train = tmp_path / "train.jsonl"
+    rows = [chat(REVIEW), chat("A prompt about garden hoses and their brass fittings.")]
+    train.write_text(json.dumps(rows[0]) + "\n{broken\n" + json.dumps(rows[1]) + "\n")
+    evals = tmp_path / "dev.jsonl"
+    evals.write_text(rec(REVIEW, "gen").model_dump_json() + "\n")
+    out, removed = tmp_path / "kept.jsonl", tmp_path / "removed.jsonl"
+    assert (
+        main(["data", "decontam", str(train), "--eval", str(evals), "--out", str(out), "--removed", str(removed)]) == 0
+    )
+    assert [json.loads(x) for x in out.read_text().splitlines()] == [rows[1]]  # unchanged, extra field kept
+    gone = [json.loads(x) for x in removed.read_text().splitlines()]
+    assert gone == [{"match": "exact dev/gen", "row": rows[0]}]
+    report = json.loads((tmp_path / "kept.report.json").read_text())
+    assert report["bad_rows"] == 1 and "line 2" in report["bad_row_examples"][0]
+    assert report["eval_sets"]["dev"]["eval_fraction_found"] == 1.0

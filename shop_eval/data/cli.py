@@ -125,7 +125,11 @@ def run_sft(args) -> int:
     from .sft import build_sft, parse_weights
 
     t0 = time.perf_counter()
-    weights = parse_weights(args.weight)
+    try:
+        weights = parse_weights(args.weight)
+    except ValueError as exc:
+        print(f"error: --weight: {exc}", file=sys.stderr)
+        return 2
     records, skipped, quirks, files = [], [], {}, []
     for path in args.inputs:
         res = load_records(path, args.format, skip_invalid=not args.strict)
