@@ -201,3 +201,18 @@ def test_accelerate_configs(n):
 
     parsed = ClusterConfig.from_yaml_file(RECIPES / "accelerate" / f"{n}gpu.yaml")  # accelerate's own loader
     assert parsed.num_processes == n
+
+
+@pytest.mark.parametrize("name", ["cpt.yml", "sft.yml"])
+def test_tiny_recipes_mirror_the_gpu_ones(name):
+    """recipes/tiny/* (the CPU variants CI trains) keep the data format and the loss masking of these."""
+    tiny_path = RECIPES / "tiny" / name
+    if not tiny_path.exists():
+        pytest.skip(f"recipes/tiny/{name} not present")
+    big, tiny = load_recipe(name), yaml.safe_load(tiny_path.read_text())
+    for key in ("chat_template", "chat_template_jinja", "adapter", "lora_target_linear", "sample_packing"):
+        assert tiny.get(key) == big.get(key), key
+    keep = ("ds_type", "type", "field", "field_messages", "roles_to_train", "train_on_eos")
+    assert [{k: d.get(k) for k in keep} for d in tiny["datasets"]] == [
+        {k: d.get(k) for k in keep} for d in big["datasets"]
+    ]
