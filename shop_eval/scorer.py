@@ -132,9 +132,10 @@ def _read_response_jsonl(path: Path, text: str, records: Sequence[Record]) -> tu
 
 
 def _read_lm_eval_samples(paths: Sequence[Path], records: Sequence[Record]) -> tuple[list[int], list[str]]:
+    keys = [(r.input_field, r.task_name) for r in records]
     index: dict[tuple[str, str], int] = {}
-    for i, r in enumerate(records):
-        index.setdefault((r.input_field, r.task_name), i)
+    for i, k in enumerate(keys):
+        index.setdefault(k, i)
     chosen: dict[int, str] = {}
     for path in paths:
         source = str(path)
@@ -153,7 +154,12 @@ def _read_lm_eval_samples(paths: Sequence[Path], records: Sequence[Record]) -> t
             if key in seen_docs:  # the same doc under another filter pipeline: same raw response
                 continue
             seen_docs.add(key)
-            i = index.get(_doc_key(doc))
+            # shop_* docs carry their DATA row: duplicate prompts (EC-Guide has ~1.3k) stay separate rows
+            row = doc.get("row")
+            if isinstance(row, int) and 0 <= row < len(keys) and keys[row] == _doc_key(doc):
+                i: int | None = row
+            else:
+                i = index.get(_doc_key(doc))
             if i is None:
                 raise DataError(
                     source,
