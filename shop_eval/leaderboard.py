@@ -100,27 +100,33 @@ def config_hash(configs: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _read_samples(paths: list[Path]) -> tuple[list, list[Path]]:
-    """Records rebuilt from the samples' docs (one per distinct doc), in first-seen order."""
-    records, seen = [], set()
+def _read_samples(paths: list[Path]) -> tuple[list, list[str]]:
+    """One (record, response) per evaluated doc: a doc appears once per filter pipeline in its samples
+    file (same raw response), so each (file, doc_id) is read once; duplicate prompts in the data stay
+    separate rows, as lm-eval scored them.  The response is read as ``shop-eval score`` reads it."""
+    from .scorer import _response_from_sample
+
+    records, responses = [], []
     for path in paths:
+        seen: set = set()
         for n, line in enumerate(read_text(path).split("\n"), 1):
             if not line.strip():
                 continue
             try:
                 sample = json.loads(line)
                 doc = sample["doc"]
-                key = (doc["input_field"], doc["task_name"])
+                doc_id = sample["doc_id"]
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise DataError(str(path), f"line {n}", "doc", f"not an lm-eval shop_* sample ({exc})") from None
-            if key in seen:
+            if doc_id in seen:
                 continue
-            seen.add(key)
+            seen.add(doc_id)
             try:
                 records.append(doc_to_record(doc))
             except Exception as exc:  # noqa: BLE001 - report any malformed doc with its place
                 raise DataError(str(path), f"line {n}", "doc", f"cannot rebuild the record: {exc}") from None
-    return records, paths
+            responses.append(_response_from_sample(sample, str(path), f"line {n}"))
+    return records, responses
 
 
 def _data_hash(records) -> str:
@@ -131,12 +137,10 @@ def _data_hash(records) -> str:
 
 
 def _score_samples(paths: list[Path], extractors: tuple[str, ...]) -> tuple[dict, list]:
-    from .scorer import read_predictions, score_responses
+    from .scorer import score_responses
 
-    records, _ = _read_samples(paths)
-    idx, responses = read_predictions(paths, records)
-    sel = [records[i] for i in idx]
-    return score_responses(sel, responses, extractors), sel
+    records, responses = _read_samples(paths)
+    return score_responses(records, responses, extractors), records
 
 
 def _lm_eval_numbers(results: dict, task: str) -> dict[str, dict[str, float]]:

@@ -240,12 +240,11 @@ def _canned_lm():
     return Canned()
 
 
-def test_lm_eval_numbers_equal_shop_eval_score(task_manager, tmp_path):
+def _run_canned(task_manager, names: list[str], out: Path) -> tuple[dict, Path]:
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
 
-    tracker = EvaluationTracker(output_path=str(tmp_path / "out"))
-    names = [*ALL_SHOP, "shopchat_ner"]
+    tracker = EvaluationTracker(output_path=str(out))
     res = simple_evaluate(
         model=_canned_lm(), tasks=names, task_manager=task_manager, log_samples=True, evaluation_tracker=tracker
     )
@@ -253,7 +252,12 @@ def test_lm_eval_numbers_equal_shop_eval_score(task_manager, tmp_path):
     tracker.save_results_aggregated(results=res, samples=samples)
     for task in res["configs"]:
         tracker.save_results_samples(task_name=task, samples=samples[task])
-    (results_file,) = (tmp_path / "out").rglob("results_*.json")
+    (results_file,) = out.rglob("results_*.json")
+    return res, results_file
+
+
+def test_lm_eval_numbers_equal_shop_eval_score(task_manager, tmp_path):
+    res, results_file = _run_canned(task_manager, [*ALL_SHOP, "shopchat_ner"], tmp_path / "out")
     # the canned answers give non-trivial numbers, and the two extractors differ
     r = res["results"]
     assert 0 < r["shop_retrieval"]["score,official"] < 1
@@ -262,6 +266,39 @@ def test_lm_eval_numbers_equal_shop_eval_score(task_manager, tmp_path):
     # rows 0, 2, 4 right: task means 1/2, 1, 0, 1 over its four task names
     assert r["shop_multiple_choice_ll"]["score,none"] == pytest.approx(0.625)
     assert _assert_equal_to_scorer(results_file, SAMPLE, tmp_path) >= 2 * len(GENERATIVE) + 1 + 2
+
+
+def test_duplicate_prompts_stay_separate_rows(task_manager, tmp_path, monkeypatch):
+    """Real data repeats prompts (EC-Guide: ~1.3k rows share input_field and task_name with another row,
+    often with a different truth): lm-eval scores every row, and so must `shop-eval score` on its samples."""
+    rows = [json.loads(x) for x in SAMPLE.read_text().splitlines() if x.strip()]
+    mc = [r for r in rows if r["task_type"] == "multiple-choice"]
+    dup = dict(mc[0], output_field=(mc[0]["output_field"] + 1) % 4)
+    data = tmp_path / "dups.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in [*mc, dup, dict(mc[2])]))
+    monkeypatch.setenv(bridge.DATA_ENV, str(data))
+    res, results_file = _run_canned(task_manager, ["shop_multiple_choice", "shop_multiple_choice_ll"], tmp_path / "o")
+    assert res["n-samples"]["shop_multiple_choice"]["effective"] == len(mc) + 2
+    assert _assert_equal_to_scorer(results_file, data, tmp_path) == 3
+
+
+def test_data_option_ec_guide(ec_guide_dir, task_manager, monkeypatch):
+    from collections import Counter
+
+    from lm_eval.tasks import get_task_dict
+
+    from shop_eval.loaders import load_records
+
+    monkeypatch.setenv(bridge.DATA_ENV, str(ec_guide_dir))
+    expected = Counter(r.task_type for r in load_records(ec_guide_dir).records)
+    names = [f"shop_{bridge.SHORT_NAMES[t]}" for t in expected]
+    tasks = get_task_dict(names, task_manager)
+    assert {n: len(t.eval_docs) for n, t in tasks.items()} == {
+        f"shop_{bridge.SHORT_NAMES[t]}": c for t, c in expected.items()
+    }
+    if "ranking" not in expected:  # EC-Guide's public part has no ranking file
+        with pytest.raises(Exception, match="no 'ranking' rows"):
+            get_task_dict(["shop_ranking"], task_manager)
 
 
 @pytest.mark.slow
