@@ -864,6 +864,10 @@ class Synthesizer:
                 self.requests += 1
                 self._req_counter += 1
                 pending.add(asyncio.create_task(self._one(t, self._req_counter)))
+        except BaseException:  # cancelled (Ctrl-C): stop the requests in flight too, write nothing more
+            for p in pending:
+                p.cancel()
+            raise
         finally:
             if pending:
                 if self.fatal or self.stopped:
@@ -1183,7 +1187,15 @@ def run(args) -> int:
         progress=args.progress,
     )
     synth = Synthesizer(seeds, opts, api_key=key)
-    report = asyncio.run(synth.run())
+    try:
+        report = asyncio.run(synth.run())
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: {synth.accepted_total} of {opts.count} items in {opts.out}; "
+            "re-run the same command to continue",
+            file=sys.stderr,
+        )
+        return 130
     print(json.dumps(report, indent=2, ensure_ascii=False))
     if report["stopped"]:
         print(f"error: {report['stopped']}; re-run the same command to continue", file=sys.stderr)

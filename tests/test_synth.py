@@ -508,22 +508,33 @@ def _cli(seeds_file, out, base_url, *extra):
     ]
 
 
-def test_sigkill_and_restart_lose_and_duplicate_nothing(tmp_path, seeds_file):
+def _start_and_stop(cmd, env, out, at_lines, sig):
+    """Start the command, send ``sig`` once ``out`` has ``at_lines`` lines; returns (process, stdout, stderr)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if out.exists() and out.read_bytes().count(b"\n") >= at_lines:
+            break
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    so, se = proc.communicate(timeout=20)
+    return proc, so, se
+
+
+def test_interrupt_kill_and_restart_lose_and_duplicate_nothing(tmp_path, seeds_file):
     out = tmp_path / "synth.jsonl"
     env = {**os.environ, "OPENAI_API_KEY": KEY}
     with FakeOpenAIServer(latency=0.05, faults=["ok", "500", "ok", "429"], cycle=True, retry_after=0.05) as srv:
         cmd = _cli(seeds_file, out, srv.base_url)
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if out.exists() and out.read_bytes().count(b"\n") >= 8:
-                break
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        so1, se1 = proc.communicate(timeout=10)
+        # Ctrl-C: stops at once, says how to go on
+        proc, so0, se0 = _start_and_stop(cmd, env, out, 6, signal.SIGINT)
+        assert proc.returncode == 130 and b"re-run the same command" in se0
+        n0 = len(_read_ids(out))
+        # kill -9 in the second run
+        proc, so1, se1 = _start_and_stop(cmd, env, out, n0 + 6, signal.SIGKILL)
         assert proc.returncode == -signal.SIGKILL
         before = _read_ids(out)
-        assert 8 <= len(before) < 36
+        assert n0 + 6 <= len(before) < 36
         # as if the kill had come in the middle of a write: a partial last line
         with open(out, "ab") as fh:
             fh.write(b'{"id": "synth-0123456789ab-ner-000007", "input_field": "I bought')
@@ -538,7 +549,7 @@ def test_sigkill_and_restart_lose_and_duplicate_nothing(tmp_path, seeds_file):
     assert len(load_records(out).records) == 36
     rejects = tmp_path / "synth.jsonl.rejects.jsonl"
     assert rejects.read_bytes().endswith(b"\n") or not rejects.read_bytes()
-    for blob in (so1, se1, done.stdout, done.stderr, *(f.read_bytes() for f in tmp_path.iterdir())):
+    for blob in (so0, se0, so1, se1, done.stdout, done.stderr, *(f.read_bytes() for f in tmp_path.iterdir())):
         assert KEY.encode() not in blob
 
 
