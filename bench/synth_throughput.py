@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from shop_eval.io import write_json
-from shop_eval.loaders import LoadResult, _alpaca_row
+from shop_eval.loaders import LoadResult, record_from_alpaca
 from shop_eval.synth import Synthesizer, SynthOptions
 from shop_eval.synth_server import make_example
 
@@ -41,7 +41,9 @@ def seed_records(task_type: str, n: int = 8):
     for _ in range(n):
         inp, ans = make_example(task_type, rng)
         out.append(
-            _alpaca_row({"instruction": inp, "output": ans, "task_type": task_type}, "bench", "", "seed", LoadResult())
+            record_from_alpaca(
+                {"instruction": inp, "output": ans, "task_type": task_type}, "bench", "", "seed", LoadResult()
+            )
         )
     return out
 

@@ -218,7 +218,10 @@ def ordering_to_weights(order: list[int]) -> list[float]:
     return weights
 
 
-def _alpaca_row(obj: Any, source: str, where: str, task_name: str, result: LoadResult) -> Record:
+def record_from_alpaca(obj: Any, source: str, where: str, task_name: str, result: LoadResult | None = None) -> Record:
+    """One alpaca row (instruction/input/output/task_type) → a Record: the one place where an answer
+    written as text becomes a typed truth (used by the loader and by ``shop-eval synth``)."""
+    result = result if result is not None else LoadResult()
     from .extract import official_extract  # local: extract imports nothing from here
 
     if not isinstance(obj, dict):
@@ -322,7 +325,7 @@ def _load_file(path: Path, fmt: str, skip_invalid: bool, root: Path | None) -> L
                 elif fmt == "ec-guide":
                     rec = _ec_guide_row(obj, source, where, task_name, folder_type, result)
                 else:
-                    rec = _alpaca_row(obj, source, where, Path(path).stem, result)
+                    rec = record_from_alpaca(obj, source, where, Path(path).stem, result)
             except DataError as err:
                 if not skip_invalid:
                     raise

@@ -158,7 +158,7 @@ def parse_block(block: str, task_type: str, task_name: str, source: str = "reply
     The input starts after the first line that begins with ``Input:`` (text on that line after the
     colon is kept); the answer is what follows the *last* line that begins with ``Output:``, so a
     prompt that itself ends with ``Output:`` (as many ShopBench prompts do) survives."""
-    from .loaders import _alpaca_row  # the one conversion of a text answer into a truth
+    from .loaders import record_from_alpaca  # the one conversion of a text answer into a truth
 
     raw = block.strip()
     m_in = _INPUT_RE.search(block)
@@ -173,7 +173,7 @@ def parse_block(block: str, task_type: str, task_name: str, source: str = "reply
     if not answer:
         return Rejected(R_EMPTY_OUTPUT, "empty output", raw)
     try:
-        rec = _alpaca_row(
+        rec = record_from_alpaca(
             {"instruction": prompt, "output": answer, "task_type": task_type}, source, "", task_name, LoadResult()
         )
     except DataError as err:
