@@ -10,8 +10,8 @@ Instruction boilerplate is not contamination: an n-gram that occurs in more than
 distinct evaluation prompts (the task's instruction text, shared by every example of a template) is
 left out of the index, and :func:`decontaminate` also leaves out n-grams that occur in more than
 ``train_template_df`` distinct training prompts.  Only the example's own content (product titles,
-reviews, queries) can then trigger a match.  Text without spaces (Japanese, Chinese) is one word per
-whitespace run, so for such text only long shared runs match; the exact test still applies.
+reviews, queries) can then trigger a match.  In scripts written without spaces (Japanese, Chinese,
+Korean) every character is a word, so there a 13-gram is a run of 13 characters.
 
 The index stores Python hashes of n-gram tuples (a set lookup per n-gram), so checking a 52k-row
 training set against ~1.2k evaluation prompts takes seconds.  Hashes are per-process: an index is
@@ -44,10 +44,18 @@ _PUNCT = re.compile(r"[^\w\s]|_", re.UNICODE)
 _WS = re.compile(r"\s+", re.UNICODE)
 
 
+# Hiragana, Katakana, CJK ideographs, Hangul: scripts written without spaces; each character is a token
+_CJK = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af])")
+
+
 def normalize(text: str) -> str:
-    """NFKC, lower case, punctuation and symbols → space, whitespace collapsed and stripped."""
+    """NFKC, lower case, punctuation and symbols → space, each CJK character set apart as a word,
+    whitespace collapsed and stripped."""
     text = unicodedata.normalize("NFKC", text).lower()
-    return _WS.sub(" ", _PUNCT.sub(" ", text)).strip()
+    text = _PUNCT.sub(" ", text)
+    if not text.isascii():
+        text = _CJK.sub(r" \1 ", text)
+    return _WS.sub(" ", text).strip()
 
 
 def tokens(text: str) -> list[str]:

@@ -28,6 +28,14 @@ def test_normalize():
     assert tokens("Hello, world!") == ["hello", "world"]
 
 
+def test_cjk_characters_are_words():
+    assert tokens("防水 スマホケース, iPhone15用") == ["防", "水", "ス", "マ", "ホ", "ケ", "ー", "ス", "iphone15", "用"]
+    title = "ワイヤレスイヤホンノイズキャンセリング長時間再生"  # 24 characters, no spaces
+    index = build_index([f"この商品のタイトルを英語に翻訳してください: {title}"], name="jp")
+    assert index.match(f"Translate: {title[:13]}") == "13-gram jp"
+    assert index.match(f"Translate: {title[:12]}") is None
+
+
 def test_exact_match_after_normalisation():
     index = build_index([rec("Which is a fruit?\n0. chair\n1. apple\nAnswer: ", "mc")], name="dev")
     assert index.match("which is a FRUIT?  0) chair 1) apple. answer:") == "exact dev/mc"
