@@ -112,7 +112,7 @@ class LoadResult:
 # --------------------------------------------------------------------------- JSON readers
 
 
-def _iter_jsonl(text: str, source: str):
+def iter_jsonl(text: str, source: str):
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
@@ -126,7 +126,7 @@ def _iter_jsonl(text: str, source: str):
 _WS = re.compile(r"[ \t\n\r]*")
 
 
-def _iter_json_array(text: str, source: str):
+def iter_json_array(text: str, source: str):
     """Yield ("row R (line L)", element) for a JSON array, decoding element by element so that an
     error names its row and line."""
     dec = json.JSONDecoder()
@@ -159,7 +159,7 @@ def _iter_json_array(text: str, source: str):
         raise DataError(source, f"row {row} (line {line})", None, "invalid JSON: expected ',' or ']' after the row")
 
 
-def _json_kind(text: str) -> str:
+def json_kind(text: str) -> str:
     i = _WS.match(text, 0).end()
     return {"[": "array", "{": "lines"}.get(text[i : i + 1], "unknown")
 
@@ -291,7 +291,7 @@ def detect_format(path: str | Path, text: str | None = None) -> str:
     if path.suffix == ".jsonl":
         return "shopbench"
     text = read_text(path) if text is None else text
-    kind = _json_kind(text)
+    kind = json_kind(text)
     if kind == "lines":
         return "shopbench"
     if kind == "array":
@@ -310,9 +310,9 @@ def _load_file(path: Path, fmt: str, skip_invalid: bool, root: Path | None) -> L
     task_name = rel.with_suffix("").as_posix()
     folder_type = _FOLDER_TYPES.get(rel.parts[0].lower()) if len(rel.parts) > 1 else None
     if fmt == "shopbench":
-        rows = _iter_jsonl(text, source) if _json_kind(text) == "lines" else _iter_json_array(text, source)
+        rows = iter_jsonl(text, source) if json_kind(text) == "lines" else iter_json_array(text, source)
     elif fmt in ("ec-guide", "alpaca"):
-        rows = _iter_json_array(text, source)
+        rows = iter_json_array(text, source)
     else:
         raise ValueError(f"unknown format {fmt!r} (one of {FORMATS})")
     try:

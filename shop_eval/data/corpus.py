@@ -30,7 +30,7 @@ from typing import Any
 
 from ..decontam import normalize
 from ..io import read_text
-from ..loaders import _iter_json_array, _json_kind
+from ..loaders import iter_json_array, json_kind
 from ..records import DataError
 
 REASONS = ("empty", "too_short", "language", "exact_duplicate", "near_duplicate")
@@ -93,9 +93,9 @@ def iter_rows(path: Path, report: CorpusReport) -> Iterator[tuple[str, Any]]:
     reported and skipped; a syntax error inside a JSON array ends that file (reported)."""
     source = str(path)
     text = read_text(path)
-    if _json_kind(text) == "array":
+    if json_kind(text) == "array":
         try:
-            for where, obj in _iter_json_array(text, source):
+            for where, obj in iter_json_array(text, source):
                 yield f"{source}:{where}", obj
         except DataError as err:
             report.bad_rows.append(str(err) + " (rest of the file not read)")
