@@ -51,8 +51,8 @@ if rc == 0 and files:
         for filt in (["none"] if task.endswith("_ll") else ["official", "flexible"]):
             ext = "official" if filt == "none" else filt
             ours = s["extractors"][ext]["task_types"][type_of[task]]["score"]
-            diffs.append(abs(nums[f"score,{filt}"] - ours))
-            summary["checks"].append({"task": task, "filter": filt, "lm_eval": nums[f"score,{filt}"], "shop_eval_score": ours})
+            diffs.append(abs(nums[f"shop_score,{filt}"] - ours))
+            summary["checks"].append({"task": task, "filter": filt, "lm_eval": nums[f"shop_score,{filt}"], "shop_eval_score": ours})
     summary["max_abs_diff"] = max(diffs)
 (out / "lm_eval_gpu_check.json").write_text(json.dumps(summary, indent=1))
 print(json.dumps({k: v for k, v in summary.items() if k != "checks"}), len(summary["checks"]), "checks")

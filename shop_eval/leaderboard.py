@@ -236,7 +236,7 @@ def model_entry(results_path: str | Path, name: str | None = None) -> dict[str, 
             for t in fam_tasks:
                 ttype = entry["tasks"][t]["task_type"]
                 for ext in ("official", "flexible"):
-                    lm = entry["tasks"][t]["lm_eval"].get(ext, {}).get("score")
+                    lm = entry["tasks"][t]["lm_eval"].get(ext, {}).get("shop_score")
                     ours = scored["extractors"][ext]["task_types"].get(ttype, {}).get("score")
                     if lm is not None and ours is not None:
                         agreement.append(abs(lm - ours))
@@ -250,13 +250,13 @@ def model_entry(results_path: str | Path, name: str | None = None) -> dict[str, 
             scored, recs = _score_samples(paths, ("official",))
             ll = _trim(scored["extractors"]["official"])
             entry["scores"]["mc_loglikelihood"] = {**ll["task_types"].get("multiple-choice", {}), "source": "samples"}
-            lm = entry["tasks"]["shop_multiple_choice_ll"]["lm_eval"].get("none", {}).get("score")
+            lm = entry["tasks"]["shop_multiple_choice_ll"]["lm_eval"].get("none", {}).get("shop_score")
             if lm is not None and entry["scores"]["mc_loglikelihood"].get("score") is not None:
                 agreement.append(abs(lm - entry["scores"]["mc_loglikelihood"]["score"]))
         else:
             lm = entry["tasks"]["shop_multiple_choice_ll"]["lm_eval"].get("none", {})
             entry["scores"]["mc_loglikelihood"] = {
-                "score": lm.get("score"),
+                "score": lm.get("shop_score"),
                 "stderr": None,
                 "n": entry["tasks"]["shop_multiple_choice_ll"]["n"],
                 "source": "lm-eval",
@@ -285,7 +285,7 @@ def _from_lm_eval(entry: dict, fam_tasks: list[str]) -> dict:
             nums = entry["tasks"][t]["lm_eval"].get(ext, {})
             types[entry["tasks"][t]["task_type"]] = {
                 "n": entry["tasks"][t]["n"],
-                "score": nums.get("score"),
+                "score": nums.get("shop_score"),
                 "stderr": None,
                 "parse_failure_rate": nums.get("parse_failure"),
             }

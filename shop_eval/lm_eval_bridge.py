@@ -17,7 +17,7 @@ lm-eval ``samples_*.jsonl`` rows to the data by ``input_field`` and ``task_name`
 
 Metrics reported per lm-eval task and filter pipeline:
 
-* ``score``: the protocol's aggregation over the task's rows (per task name: mean, or pooled micro F1 for
+* ``shop_score``: the protocol's aggregation over the task's rows (per task name: mean, or pooled micro F1 for
   NER; then the mean over task names), via :func:`shop_eval.metrics.aggregate_tasks`;
 * ``parse_failure``: the share of rows where the pipeline's extractor found no answer;
 * generation only, one per metric (``rougel``, ``sent_transformer``, ``multilingual_sent_transformer``,
@@ -236,7 +236,7 @@ def _item(rec: Record, value: Any) -> tuple[str, str, Any]:
 
 
 def _results(rec: Record, item: tuple, failed: bool) -> dict:
-    out: dict[str, Any] = {"score": item, "parse_failure": float(failed)}
+    out: dict[str, Any] = {"shop_score": item, "parse_failure": float(failed)}
     if rec.task_type == "generation":
         for m, key in METRIC_KEYS.items():
             out[key] = item if m == rec.metric else None

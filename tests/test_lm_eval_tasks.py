@@ -191,7 +191,7 @@ def _assert_equal_to_scorer(results_file: Path, data: Path, tmp_path: Path) -> i
         for filt in filters:
             ext = "official" if filt == "none" else filt
             ours = scored["extractors"][ext]["task_types"][ttype]
-            assert nums[f"score,{filt}"] == pytest.approx(ours["score"], abs=1e-9), (task, filt)
+            assert nums[f"shop_score,{filt}"] == pytest.approx(ours["score"], abs=1e-9), (task, filt)
             if filt != "none":
                 assert nums[f"parse_failure,{filt}"] == pytest.approx(ours["parse_failure_rate"], abs=1e-12)
             checked += 1
@@ -260,11 +260,11 @@ def test_lm_eval_numbers_equal_shop_eval_score(task_manager, tmp_path):
     res, results_file = _run_canned(task_manager, [*ALL_SHOP, "shopchat_ner"], tmp_path / "out")
     # the canned answers give non-trivial numbers, and the two extractors differ
     r = res["results"]
-    assert 0 < r["shop_retrieval"]["score,official"] < 1
-    assert r["shop_multiple_choice"]["score,flexible"] > r["shop_multiple_choice"]["score,official"] > 0
+    assert 0 < r["shop_retrieval"]["shop_score,official"] < 1
+    assert r["shop_multiple_choice"]["shop_score,flexible"] > r["shop_multiple_choice"]["shop_score,official"] > 0
     assert r["shop_multiple_choice"]["parse_failure,official"] > r["shop_multiple_choice"]["parse_failure,flexible"]
     # rows 0, 2, 4 right: task means 1/2, 1, 0, 1 over its four task names
-    assert r["shop_multiple_choice_ll"]["score,none"] == pytest.approx(0.625)
+    assert r["shop_multiple_choice_ll"]["shop_score,none"] == pytest.approx(0.625)
     assert _assert_equal_to_scorer(results_file, SAMPLE, tmp_path) >= 2 * len(GENERATIVE) + 1 + 2
 
 
@@ -352,3 +352,14 @@ def test_data_parallel_ranks_gather_the_same_numbers(tiny_model_dir, tmp_path):
     res = json.loads(results_file.read_text())
     assert res["n-samples"]["shop_generation"]["effective"] == 6
     assert _assert_equal_to_scorer(results_file, SAMPLE, tmp_path) >= 3
+
+
+def test_group_reports_the_mean_of_its_six_tasks(task_manager, tmp_path):
+    res, _ = _run_canned(task_manager, ["shopbench"], tmp_path / "g")
+    r = res["results"]
+    for filt in ("official", "flexible"):
+        expected = sum(r[t][f"shop_score,{filt}"] for t in GENERATIVE) / len(GENERATIVE)
+        assert r["shopbench"][f"shop_score,{filt}"] == pytest.approx(expected, abs=1e-12)
+        n = {t: res["n-samples"][t]["effective"] for t in GENERATIVE}
+        pooled = sum(r[t][f"parse_failure,{filt}"] * n[t] for t in GENERATIVE) / sum(n.values())
+        assert r["shopbench"][f"parse_failure,{filt}"] == pytest.approx(pooled, abs=1e-12)
