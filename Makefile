@@ -80,3 +80,10 @@ train: ## the whole chain: data -> cpt -> merge-cpt -> sft -> merge-sft -> eval 
 	$(MAKE) sft
 	$(MAKE) merge-sft
 	$(MAKE) eval MODEL=$(SFT_OUT)/merged NUM_GPUS=2
+
+# --- the whole pipeline offline on CPU in minutes (docs/demo.md): make demo [DEMO_OUT=demo_out] [DEMO_SEED=0]
+DEMO_OUT ?= demo_out
+DEMO_SEED ?= 0
+.PHONY: demo
+demo: ## sample data -> tiny model -> axolotl CPT -> SFT -> lm-eval base vs fine-tuned -> leaderboard, on CPU
+	$(BIN)/shop-eval demo $(DEMO_OUT) --seed $(DEMO_SEED)
