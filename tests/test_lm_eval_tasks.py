@@ -335,6 +335,34 @@ def test_tiny_model_lm_eval_cli_equals_shop_eval_score(tiny_model_dir, tmp_path)
     assert chat_res["chat_template"]  # the tiny tokenizer's template was applied
     _assert_equal_to_scorer(chat_file, SAMPLE, tmp_path)
 
+    # a LoRA adapter on the base (peft=), and the leaderboard over base and adapter runs
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from shop_eval.leaderboard import build_leaderboard
+
+    lora = tmp_path / "lora"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    get_peft_model(model, cfg).save_pretrained(lora)
+    peft_base = [*base[:4], f"pretrained={tiny_model_dir},peft={lora},dtype=float32", *base[5:]]
+    run = subprocess.run(
+        [*peft_base, "--tasks", "shop_ner,shop_multiple_choice_ll", "--output_path", str(out / "lora")],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    (lora_file,) = (out / "lora").rglob("results_*.json")
+    _assert_equal_to_scorer(lora_file, SAMPLE, tmp_path)
+    board = build_leaderboard([results_file, lora_file])
+    base_entry, lora_entry = board["models"]
+    assert base_entry["adapter"] is None and lora_entry["adapter"] == str(lora)
+    assert lora_entry["name"] == f"{tiny_model_dir.name}+lora"
+    assert all(m["lm_eval_agreement"]["ok"] for m in board["models"])
+
 
 @pytest.mark.slow
 def test_data_parallel_ranks_gather_the_same_numbers(tiny_model_dir, tmp_path):
