@@ -52,6 +52,17 @@ def batch_stats(inputs: dict) -> dict:
     return stats
 
 
+def logged(history: list[dict], key: str) -> list[float]:
+    """The values of ``key`` in a Trainer log history (axolotl may log them as strings)."""
+    out = []
+    for entry in history:
+        try:
+            out.append(float(entry[key]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
 class _StepTimer(TrainerCallback):
     def __init__(self, out: str):
         self.out = out
@@ -83,8 +94,14 @@ class _StepTimer(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         result = {"steps": self.steps, "log_history": state.log_history}
         if torch.cuda.is_available():
-            result["peak_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
-            result["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+            # axolotl resets the peak counters each time it logs (axolotl.utils.bench.gpu_memory_usage_all),
+            # so the run's peak is the largest of its logged peaks and what is left since the last log.
+            result["peak_allocated_gib"] = max(
+                [torch.cuda.max_memory_allocated() / 2**30] + logged(state.log_history, "memory/max_allocated (GiB)")
+            )
+            result["peak_reserved_gib"] = max(
+                [torch.cuda.max_memory_reserved() / 2**30] + logged(state.log_history, "memory/device_reserved (GiB)")
+            )
         with open(self.out, "w") as fh:
             json.dump(result, fh)
 

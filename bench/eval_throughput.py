@@ -94,6 +94,66 @@ def measure_bandwidth(device: str) -> float:
     return 2 * n / statistics.median(times)
 
 
+def answer_lengths(path: Path, tok) -> dict[str, int]:
+    """prompt text (as lm-eval renders it) -> tokens of the true answer + EOS: where a trained model stops."""
+    from shop_eval.loaders import load_records
+    from shop_eval.prompts import format_answer, official_prompt
+
+    out = {}
+    for r in load_records(path).records:
+        out[official_prompt(r.input_field).strip()] = (
+            len(tok(format_answer(r), add_special_tokens=False)["input_ids"]) + 1
+        )
+    return out
+
+
+class ForcedStop:
+    """Wraps ``model.generate`` so that row i emits EOS after its true answer's length (a LogitsProcessor):
+    random weights never stop by themselves, a trained model stops after its answer.  Rows whose prompt is
+    not found are left alone (counted in ``misses``)."""
+
+    def __init__(self, model, tok, lengths: dict[str, int], eos_id: int):
+        self.model, self.tok, self.lengths, self.eos_id = model, tok, lengths, eos_id
+        self.original = model.generate
+        self.misses = 0
+        self.active = False
+
+    def __enter__(self):
+        self.active = True
+        self.model.generate = self.generate
+        return self
+
+    def __exit__(self, *exc):
+        self.model.generate = self.original
+        self.active = False
+
+    def generate(self, input_ids=None, attention_mask=None, **kwargs):
+        import torch
+        from transformers import LogitsProcessor, LogitsProcessorList
+
+        stops = []
+        for row, mask in zip(input_ids, attention_mask if attention_mask is not None else input_ids, strict=True):
+            ids = row[mask.bool()] if attention_mask is not None else row
+            n = self.lengths.get(self.tok.decode(ids, skip_special_tokens=True).strip())
+            if n is None:
+                self.misses += 1
+            stops.append(n if n is not None else 10**9)
+        stop_at = torch.tensor(stops, device=input_ids.device)
+        start, eos = input_ids.shape[1], self.eos_id
+
+        class _Stop(LogitsProcessor):
+            def __call__(self, seq, scores):
+                done = (seq.shape[1] - start + 1) >= stop_at  # the step that writes the answer's last token
+                if done.any():
+                    scores[done] = float("-inf")
+                    scores[done, eos] = 0.0
+                return scores
+
+        procs = LogitsProcessorList(kwargs.pop("logits_processor", None) or [])
+        procs.append(_Stop())
+        return self.original(input_ids=input_ids, attention_mask=attention_mask, logits_processor=procs, **kwargs)
+
+
 def count_counts(path: Path) -> dict[str, int]:
     n: dict[str, int] = {}
     for line in path.read_text().splitlines():
@@ -169,6 +229,25 @@ def parse_args(argv=None):
     return args
 
 
+def setting_rates(per_setting: dict) -> dict:
+    """examples/s and generated tokens/s of every setting; a defaults setting's time is its per-task rate
+    times the number of examples the other settings ran of that task (see ``baseline_extrapolated``)."""
+    full = {}
+    for tasks in per_setting.values():
+        for t, r in tasks.items():
+            full[t] = max(full.get(t, 0), r["examples"])
+    out = {}
+    for name, tasks in per_setting.items():
+        if not tasks:
+            continue
+        secs = sum(full[t] / r["examples_s"] for t, r in tasks.items() if r["examples_s"])
+        gen = sum(r["generated_tok_s"] * full[t] / r["examples_s"] for t, r in tasks.items() if r["examples_s"])
+        n = sum(full[t] for t in tasks)
+        out[name] = {"examples": n, "seconds": round(secs, 1), "examples_s": round(n / secs, 3) if secs else None}
+        out[name]["generated_tok_s"] = round(gen / secs, 1) if secs else None
+    return out
+
+
 def build_result(args, cfg, per_setting: dict, counts: dict, extra: dict) -> dict:
     ours, base = per_setting.get("ours", {}), per_setting.get("defaults", {})
     ours_s = sum(r["seconds"] for r in ours.values()) if ours else None
@@ -184,6 +263,7 @@ def build_result(args, cfg, per_setting: dict, counts: dict, extra: dict) -> dic
     return {
         "device": common.device_name(),
         "versions": common.versions(),
+        "rates": setting_rates(per_setting),
         "settings": {
             "shape": args.shape,
             "model": cfg,
@@ -246,10 +326,15 @@ def main(argv=None) -> int:
     HFLM_kw = {"pretrained": model, "tokenizer": tok, "max_length": 4096, "backend": "causal"}
     warm = HFLM(batch_size=1, **HFLM_kw)
     run_task(warm, DEFAULT_TASKS["retrieval"], tm, 1, "max_gen_toks=4")
+    forced = ForcedStop(model, tok, answer_lengths(Path(args.data), tok), common.EOS_ID)
     for setting in settings:
         per_setting[setting] = {}
-        if device == "cuda":  # "<setting>_nocudnn": the same with torch's cuDNN SDPA backend disabled
-            torch.backends.cuda.enable_cudnn_sdp(not setting.endswith("_nocudnn"))
+        if device == "cuda":  # "..._nocudnn": the same with torch's cuDNN SDPA backend disabled
+            torch.backends.cuda.enable_cudnn_sdp("_nocudnn" not in setting)
+        if "_stop" in setting:  # "..._stop": each generation stops after its true answer's length
+            forced.__enter__()
+        else:
+            forced.__exit__()
         if setting.startswith("defaults"):
             lm, limit = HFLM(batch_size=1, **HFLM_kw), args.default_per_type
         else:
@@ -267,6 +352,8 @@ def main(argv=None) -> int:
             per_setting[setting][t] = r
             print(json.dumps({"setting": setting, **{k: v for k, v in r.items() if k != "metrics"}}), flush=True)
             save()
+    forced.__exit__()
+    extra["forced_stop_misses"] = forced.misses
     res = build_result(args, cfg, per_setting, counts, extra)
     save()
     print(
