@@ -123,7 +123,7 @@ def test_json_schema_scores_and_agreement(runs, contamination_report):
     # the numbers lm-eval printed are kept beside the re-scored ones
     lm = perfect["tasks"]["shop_generation"]["lm_eval"]["official"]
     ours = perfect["scores"]["shop"]["official"]["task_types"]["generation"]
-    assert lm["shop_score"] == pytest.approx(ours["score"], abs=1e-9) and lm["multilingual_sent_transformer"] is None
+    assert lm["shop_score"] == pytest.approx(ours["score"], abs=1e-6) and lm["multilingual_sent_transformer"] is None
 
 
 def test_markdown_is_the_seed_shaped_table(runs):

@@ -188,10 +188,13 @@ def _assert_equal_to_scorer(results_file: Path, data: Path, tmp_path: Path) -> i
         ttype = TYPE_OF[task.replace("shopchat_", "shop_")]
         scored = _scorer(data, [samples], tmp_path / f"{task}.json")
         filters = ["none"] if task == "shop_multiple_choice_ll" else ["official", "flexible"]
+        # sentence-transformer cosines differ in the 8th digit with the batch a text was embedded in
+        # (padding); every other metric is exact
+        tol = 1e-6 if ttype == "generation" else 1e-12
         for filt in filters:
             ext = "official" if filt == "none" else filt
             ours = scored["extractors"][ext]["task_types"][ttype]
-            assert nums[f"shop_score,{filt}"] == pytest.approx(ours["score"], abs=1e-9), (task, filt)
+            assert nums[f"shop_score,{filt}"] == pytest.approx(ours["score"], abs=tol), (task, filt)
             if filt != "none":
                 assert nums[f"parse_failure,{filt}"] == pytest.approx(ours["parse_failure_rate"], abs=1e-12)
             checked += 1
@@ -199,7 +202,7 @@ def _assert_equal_to_scorer(results_file: Path, data: Path, tmp_path: Path) -> i
                 by_metric = ours.get("by_metric") or {ours["metrics"][0]: ours}
                 for metric, key in bridge.METRIC_KEYS.items():
                     if metric in by_metric:
-                        assert nums[f"{key},{filt}"] == pytest.approx(by_metric[metric]["score"], abs=1e-9)
+                        assert nums[f"{key},{filt}"] == pytest.approx(by_metric[metric]["score"], abs=tol)
                         checked += 1
                     else:
                         assert math.isnan(nums[f"{key},{filt}"]), (task, key)
