@@ -13,7 +13,8 @@ Each lm-eval doc is one record: ``input_field``, ``task_name``, ``task_type``, `
 ``is_multiple_choice``, ``output_field_json`` (the truth as JSON: its type varies within a task type, which
 a ``datasets`` column cannot hold), ``labels`` (classification: the task name's label set over the whole
 file, for the flexible extractor) and ``row`` / ``origin`` (where it came from).  ``shop-eval score`` aligns
-lm-eval ``samples_*.jsonl`` rows to the data by ``input_field`` and ``task_name``.
+lm-eval ``samples_*.jsonl`` rows to the data by ``row`` (when that row has the same ``input_field`` and
+``task_name``; so duplicate prompts stay separate rows), else by ``input_field`` and ``task_name``.
 
 Metrics reported per lm-eval task and filter pipeline:
 
