@@ -44,13 +44,16 @@ ENV = {
     "AXOLOTL_DO_NOT_TRACK": "1",
     "WANDB_MODE": "disabled",
     "TOKENIZERS_PARALLELISM": "false",
+    # One thread per process: the tiny model's matrices are too small for a second thread to pay, and on a
+    # busy machine two spinning OpenMP threads made axolotl's steps ~10x slower (measured; docs/demo.md).
+    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
 }
 STAGES = ("data", "base", "cpt", "sft", "eval", "leaderboard")
 
 #: shortened runs: ``small`` is what tests/test_demo.py runs
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": dict(data="demo", quick_base=False, cpt_steps=None, sft_epochs=None, sft_steps=None),
-    "small": dict(data="small", quick_base=True, cpt_steps=6, sft_epochs=None, sft_steps=12),
+    "small": dict(data="small", quick_base=True, cpt_steps=10, sft_epochs=None, sft_steps=30),
 }
 
 

@@ -51,7 +51,7 @@ SIZES = {
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=1024,
-        steps=150,
+        steps=300,
         batch_size=16,
         seq_len=128,
         lr=3e-3,
@@ -162,13 +162,29 @@ def pretrain(model, tokenizer, texts: list[str], *, steps: int, batch_size: int,
 
 
 def build_tiny_model(
-    out_dir: str | os.PathLike, seed: int = 0, quick: bool = False, corpus: list[str] | str | os.PathLike | None = None
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    quick: bool = False,
+    corpus: list[str] | str | os.PathLike | None = None,
+    threads: int = 1,
 ) -> Path:
     """Build, pretrain and save the tiny model in ``out_dir``; returns the path.
 
     ``corpus``: a list of texts, a corpus JSONL file (``{"text": ...}`` a line), or None for the sample
-    corpus.
+    corpus.  ``threads``: torch CPU threads while building (1: fastest for a model this small, and the
+    same numbers on every machine); the previous setting is restored afterwards.
     """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _build(out_dir, seed, quick, corpus)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _build(out_dir, seed: int, quick: bool, corpus) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
