@@ -129,6 +129,14 @@ def test_data_option_reads_any_loader_format(task_manager, tmp_path, monkeypatch
     monkeypatch.setenv(bridge.DATA_ENV, "mine.jsonl")  # relative to the working directory
     task = get_task_dict(["shop_ner"], task_manager)["shop_ner"]
     assert [d["input_field"] for d in task.eval_docs] == [r["input_field"] for r in ner]
+    # the same through lm-eval's --metadata (TaskManager metadata), which wins over the environment
+    from lm_eval.tasks import TaskManager
+
+    monkeypatch.setenv(bridge.DATA_ENV, str(SAMPLE))
+    tm = TaskManager(include_path=str(TASKS_DIR), metadata={"data": str(data)})
+    task = get_task_dict(["shop_ner"], tm)["shop_ner"]
+    assert [d["input_field"] for d in task.eval_docs] == [r["input_field"] for r in ner]
+    monkeypatch.setenv(bridge.DATA_ENV, "mine.jsonl")
     # a data file without some task type: a clear error naming the tasks it can run
     with pytest.raises(Exception, match=r"no 'ranking' rows.*--tasks shop_ner"):
         get_task_dict(["shop_ranking"], task_manager)
