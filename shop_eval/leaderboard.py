@@ -100,7 +100,7 @@ def config_hash(configs: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _read_samples(paths: list[Path]) -> tuple[list, list[str]]:
+def _read_samples(paths: list[Path], labels: dict[str, list[str]] | None = None) -> tuple[list, list[str]]:
     """One (record, response) per evaluated doc: a doc appears once per filter pipeline in its samples
     file (same raw response), so each (file, doc_id) is read once; duplicate prompts in the data stay
     separate rows, as lm-eval scored them.  The response is read as ``shop-eval score`` reads it."""
@@ -121,6 +121,8 @@ def _read_samples(paths: list[Path]) -> tuple[list, list[str]]:
             if doc_id in seen:
                 continue
             seen.add(doc_id)
+            if labels is not None and doc.get("labels"):  # the label set of the whole data file
+                labels.setdefault(doc.get("task_name", ""), list(doc["labels"]))
             try:
                 records.append(doc_to_record(doc))
             except Exception as exc:  # noqa: BLE001 - report any malformed doc with its place
@@ -139,8 +141,9 @@ def _data_hash(records) -> str:
 def _score_samples(paths: list[Path], extractors: tuple[str, ...]) -> tuple[dict, list]:
     from .scorer import score_responses
 
-    records, responses = _read_samples(paths)
-    return score_responses(records, responses, extractors), records
+    labels: dict[str, list[str]] = {}
+    records, responses = _read_samples(paths, labels)
+    return score_responses(records, responses, extractors, labels=labels or None), records
 
 
 def _lm_eval_numbers(results: dict, task: str) -> dict[str, dict[str, float]]:

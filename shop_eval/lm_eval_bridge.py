@@ -45,6 +45,7 @@ from .loaders import load_records
 from .metrics import EMBEDDING_METRICS, Embedder, EmbeddingModelUnavailable, aggregate_tasks, example_score, ner_counts
 from .prompts import format_answer, official_prompt
 from .records import GENERATION_METRICS, SHORT_NAMES, TASK_TYPES, DataError, Record
+from .scorer import label_sets
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,7 @@ def _docs_by_type(path: str, fmt: str, skip_invalid: bool, stamp: float) -> dict
         log.warning("%s: %d invalid rows skipped: %s", path, len(loaded.skipped), loaded.report()["skipped_by_reason"])
     if loaded.quirks:
         log.info("%s: quirks %s", path, dict(loaded.quirks))
-    labels: dict[str, list[str]] = defaultdict(list)
-    for r in loaded.records:
-        if r.task_type == "classification" and r.output_field not in labels[r.task_name]:
-            labels[r.task_name].append(r.output_field)
+    labels = label_sets(loaded.records)
     out: dict[str, list[dict]] = defaultdict(list)
     for i, (r, origin) in enumerate(zip(loaded.records, loaded.origins, strict=True)):
         out[r.task_type].append(record_to_doc(r, row=i, origin=origin, labels=labels.get(r.task_name, [])))

@@ -137,6 +137,7 @@ def _read_lm_eval_samples(paths: Sequence[Path], records: Sequence[Record]) -> t
     for i, k in enumerate(keys):
         index.setdefault(k, i)
     chosen: dict[int, str] = {}
+    answered_by: dict[int, str] = {}
     for path in paths:
         source = str(path)
         seen_docs: set[tuple[str, Any]] = set()
@@ -167,6 +168,15 @@ def _read_lm_eval_samples(paths: Sequence[Path], records: Sequence[Record]) -> t
                     "doc",
                     f"this sample's input_field/task_name is not in DATA (doc_id {sample.get('doc_id')})",
                 )
+            if i in answered_by and answered_by[i] != source:
+                raise DataError(
+                    source,
+                    f"line {n}",
+                    "doc",
+                    f"DATA row {i + 1} is also answered by {answered_by[i]}: pass the samples of one task variant "
+                    "at a time (e.g. not shop_multiple_choice and shop_multiple_choice_ll together)",
+                )
+            answered_by[i] = source
             chosen[i] = _response_from_sample(sample, source, f"line {n}")
     order = sorted(chosen)
     return order, [chosen[i] for i in order]
@@ -216,21 +226,31 @@ def _combine(parts: list[dict]) -> dict:
     return out
 
 
+def label_sets(records: Sequence[Record]) -> dict[str, list[str]]:
+    """Per classification task name, its label set: the distinct truths, in order of appearance.
+    Build it from all of a data set's rows, so that scoring a subset (lm-eval ``--limit``) reads
+    responses against the same labels."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for r in records:
+        if r.task_type == "classification" and r.output_field not in out[r.task_name]:
+            out[r.task_name].append(r.output_field)
+    return dict(out)
+
+
 def score_responses(
     records: Sequence[Record],
     responses: Sequence[str],
     extractors: Sequence[str] = EXTRACTORS,
     progress: bool = False,
     per_example: list[dict] | None = None,
+    labels: dict[str, list[str]] | None = None,
 ) -> dict:
     """Score ``responses`` against ``records`` under each extractor; returns the result dict.
-    When ``per_example`` is a list, one row per example is appended to it."""
+    When ``per_example`` is a list, one row per example is appended to it; ``labels`` gives the
+    classification label sets (default: :func:`label_sets` of ``records``)."""
     if len(records) != len(responses):
         raise ValueError(f"{len(records)} records but {len(responses)} responses")
-    labels_by_task: dict[str, list[str]] = defaultdict(list)
-    for r in records:
-        if r.task_type == "classification" and r.output_field not in labels_by_task[r.task_name]:
-            labels_by_task[r.task_name].append(r.output_field)
+    labels_by_task = dict(labels) if labels is not None else label_sets(records)
 
     result: dict[str, Any] = {"schema": SCHEMA, "n": len(records), "extractors": {}, "unavailable_metrics": {}}
     rows: list[dict] = [
@@ -373,7 +393,14 @@ def run(args) -> int:
     t_load = time.perf_counter() - t0
     per_example: list[dict] | None = [] if args.per_example else None
     with _maybe_disable_embeddings(args.no_embeddings):
-        result = score_responses(sel, responses, extractors, progress=sys.stderr.isatty(), per_example=per_example)
+        result = score_responses(
+            sel,
+            responses,
+            extractors,
+            progress=sys.stderr.isatty(),
+            per_example=per_example,
+            labels=label_sets(records),
+        )
     result["data"] = {"path": str(args.data), **loaded.report()}
     result["predictions"] = [str(p) for p in args.predictions]
     result["seconds"] = {"load": round(t_load, 3), "total": round(time.perf_counter() - t0, 3)}

@@ -185,3 +185,40 @@ def test_real_ec_guide_truths_score_one(ec_guide_dir, tmp_path):
                 c = ceiling_retrieval[name]
                 assert t["score"] == pytest.approx(sum(c) / len(c)), name
         assert tasks["NER/NER"]["score"] > 0.998
+
+
+def test_two_samples_files_answering_one_row_is_an_error(fixtures_dir, tmp_path):
+    records = load(fixtures_dir / "shopbench_dev.jsonl")
+    doc = records[0].model_dump()
+    a, b = tmp_path / "samples_shop_multiple_choice.jsonl", tmp_path / "samples_shop_multiple_choice_ll.jsonl"
+    a.write_text(json.dumps({"doc_id": 0, "doc": doc, "resps": [["1"]]}))
+    b.write_text(json.dumps({"doc_id": 0, "doc": doc, "resps": [[["-1.0", "False"]], [["-0.1", "True"]]]}))
+    with pytest.raises(Exception, match=r"DATA row 1 is also answered by .*samples_shop_multiple_choice\.jsonl"):
+        read_predictions([a, b], records)
+
+
+def test_label_sets_come_from_all_rows(fixtures_dir):
+    from shop_eval.scorer import label_sets
+
+    records = load(fixtures_dir / "shopbench_dev.jsonl")
+    assert label_sets(records) == {"task9": ["Positive", "Negative"]}
+    # a subset (lm-eval --limit) scored with the whole file's label sets reads a response as the full
+    # run does; with only its own rows' labels, "positive" would not be a label and the answer changes
+    resp = "Not positive at all. Negative."
+    full = score_responses(records, ["x"] * 16 + [resp], extractors=("flexible",))
+    sub = score_responses([records[16]], [resp], extractors=("flexible",), labels=label_sets(records))
+    alone = score_responses([records[16]], [resp], extractors=("flexible",))
+    assert full["extractors"]["flexible"]["tasks"]["task9"]["score"] == 0.0  # "positive" is named first
+    assert sub["extractors"]["flexible"]["tasks"]["task9"]["score"] == 0.0
+    assert alone["extractors"]["flexible"]["tasks"]["task9"]["score"] == 1.0
+
+
+def test_atomic_write_gives_a_normal_file_mode(tmp_path):
+    import os
+
+    from shop_eval.io import write_json
+
+    write_json(tmp_path / "x.json", {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~umask
