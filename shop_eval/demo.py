@@ -191,18 +191,35 @@ def _loss_summary(losses: list[float]) -> dict:
     }
 
 
-def train_stage(stage, recipe, out, base_model, data, overrides, progress, preprocess=True) -> dict:
-    py = sys.executable
+def seeded_module_argv(seed: int, module: str, *args: str) -> list[str]:
+    """``python -m MODULE ARGS`` with torch/numpy/random seeded first.  Axolotl creates the LoRA weights
+    before the trainer sets ``seed``, from the unseeded global RNG, so without this two runs of the same
+    recipe differ (measured: different grad norms from the first step)."""
+    return [sys.executable, "-m", "shop_eval.demo", "--seeded", str(seed), module, *args]
+
+
+def _seeded_main(argv: list[str]) -> None:
+    import runpy
+
+    from transformers import set_seed
+
+    seed, module, *args = argv
+    set_seed(int(seed))
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def train_stage(stage, recipe, out, base_model, data, overrides, progress, preprocess=True, seed=0) -> dict:
     cfg = resolve_recipe(recipe, out, stage, base_model, data, overrides)
     progress.note(f"config: {cfg}")
     times = {}
     if preprocess:
         times["preprocess"] = _run_logged(
-            [py, "-m", "axolotl.cli.preprocess", str(cfg)], out / "logs" / f"{stage}_preprocess.log", progress,
-            f"{stage}: axolotl preprocess",
+            seeded_module_argv(seed, "axolotl.cli.preprocess", str(cfg)), out / "logs" / f"{stage}_preprocess.log",
+            progress, f"{stage}: axolotl preprocess",
         )  # fmt: skip
     times["train"] = _run_logged(
-        [py, "-m", "axolotl.cli.train", str(cfg)], out / "logs" / f"{stage}_train.log", progress,
+        seeded_module_argv(seed, "axolotl.cli.train", str(cfg)), out / "logs" / f"{stage}_train.log", progress,
         f"{stage}: axolotl train",
     )  # fmt: skip
     losses = read_losses(out / stage)
@@ -212,7 +229,7 @@ def train_stage(stage, recipe, out, base_model, data, overrides, progress, prepr
         f"(mean of first/last fifth {summary['first_mean']:.3f} -> {summary['last_mean']:.3f})"
     )
     times["merge"] = _run_logged(
-        [py, "-m", "axolotl.cli.merge_lora", str(cfg), f"--lora-model-dir={out / stage}"],
+        seeded_module_argv(seed, "axolotl.cli.merge_lora", str(cfg), f"--lora-model-dir={out / stage}"),
         out / "logs" / f"{stage}_merge.log", progress, f"{stage}: axolotl merge-lora",
     )  # fmt: skip
     merged = out / stage / "merged"
@@ -297,13 +314,13 @@ def run_demo(
     cpt_over = {"max_steps": p["cpt_steps"], "seed": seed}
     with progress.stage(3, "cpt", "LoRA continued pretraining on the corpus (axolotl), then merge"):
         report["stages"]["cpt"] = train_stage(
-            "cpt", RECIPES / "cpt.yml", out, base, out / "data" / "corpus.jsonl", cpt_over, progress, preprocess
+            "cpt", RECIPES / "cpt.yml", out, base, out / "data" / "corpus.jsonl", cpt_over, progress, preprocess, seed
         )
     sft_over = {"max_steps": p["sft_steps"], "num_epochs": p["sft_epochs"], "seed": seed}
     with progress.stage(4, "sft", "LoRA SFT, answer-only loss, on the train split (axolotl), then merge"):
         report["stages"]["sft"] = train_stage(
             "sft", RECIPES / "sft.yml", out, out / "cpt" / "merged", out / "data" / "sft_train.jsonl", sft_over,
-            progress, preprocess,
+            progress, preprocess, seed,
         )  # fmt: skip
 
     test = out / "data" / "test.jsonl"
@@ -401,3 +418,9 @@ def _run_tiny(args) -> int:
     info.pop("losses")
     print(json.dumps(info, indent=2))
     return 0
+
+
+if __name__ == "__main__":  # python -m shop_eval.demo --seeded SEED MODULE ARGS...: see seeded_module_argv
+    if sys.argv[1:2] != ["--seeded"]:
+        sys.exit("usage: python -m shop_eval.demo --seeded SEED MODULE [ARGS...]  (the CLI is `shop-eval demo`)")
+    _seeded_main(sys.argv[2:])

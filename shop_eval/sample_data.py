@@ -192,9 +192,8 @@ def _record(task_type: str, prompt: str, truth, metric: str | None = None) -> di
 
 
 def _mc(p: Product, rng: random.Random) -> dict:
-    others = rng.sample([d for d in DEPARTMENTS if d != p.department], 3)
-    options = [p.department, *others]
-    rng.shuffle(options)
+    # the store's six departments, always in the same order: the answer follows from the product word
+    options = list(DEPARTMENTS)
     lines = "\n".join(f"{i}. {o}" for i, o in enumerate(options))
     prompt = f"Which department does this product belong to?\nProduct: {p.title}\n{lines}\nAnswer:\n"
     return _record("multiple-choice", prompt, options.index(p.department))
