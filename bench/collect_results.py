@@ -68,7 +68,7 @@ def merge_train(main: dict, levers: list[tuple[str, dict]], log_dirs: list[Path]
     ours, fixed = paths.get("ours", {}), paths.get("fixed", {})
     padded_runs = [paths[k] for k in ("padded", "padded_nocudnn", "padded_m64") if paths.get(k, {}).get("tok_s")]
     padded = max(padded_runs, key=lambda r: r["tok_s"]) if padded_runs else {}
-    for k, v in paths.items():
+    for v in paths.values():
         if "overrides" in v and v.get("tok_s") and v is not ours:
             v["vs_ours"] = common.ratio(v["tok_s"], ours.get("tok_s"))
             v["vs_best_plain"] = common.ratio(v["tok_s"], fixed.get("tok_s"))
