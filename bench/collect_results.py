@@ -93,9 +93,11 @@ def merge_eval(runs: list[dict], headline: tuple[str, str]) -> dict:
     tasks: dict[str, dict] = {}
     rates: dict[str, dict] = {}
     settings = []
+    from bench.eval_throughput import setting_rates
+
     for r in runs:
         tasks.update(r["tasks"])
-        rates.update(r.get("rates", {}))
+        rates.update(r.get("rates") or setting_rates(r["tasks"]))  # runs before `rates` existed: derive them
         settings.append(r["settings"])
     ours, base = headline
     out.update(
@@ -110,8 +112,8 @@ def merge_eval(runs: list[dict], headline: tuple[str, str]) -> dict:
                 f"{a}/{b}": common.ratio(rates[a]["examples_s"], rates[b]["examples_s"])
                 for a in rates
                 for b in rates
-                if a.startswith("ours") and b.startswith("defaults")
-            },
+                if a.startswith("ours") and b.startswith("defaults") and ("_stop" in a) == ("_stop" in b)
+            },  # same stopping regime only
         }
     )
     common.check_result(out, "eval")
