@@ -87,3 +87,8 @@ DEMO_SEED ?= 0
 .PHONY: demo
 demo: ## sample data -> tiny model -> axolotl CPT -> SFT -> lm-eval base vs fine-tuned -> leaderboard, on CPU
 	$(BIN)/shop-eval demo $(DEMO_OUT) --seed $(DEMO_SEED)
+
+.PHONY: bench-dry
+bench-dry: ## CPU end-to-end run of the GPU benchmark scripts on a 2-layer model (needs bench/_carry: bench/make_lengths.py)
+	$(BIN)/python bench/train_throughput.py --tiny --dry-run --work /tmp/bench_train_dry
+	$(BIN)/python bench/eval_throughput.py --tiny --dry-run
