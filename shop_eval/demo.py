@@ -293,6 +293,8 @@ def run_demo(
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     p = PRESETS[preset]
+    for noisy in ("torchao", "torch.utils._pytree"):  # import-time warnings irrelevant on CPU
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     progress = Progress(out, quiet=quiet)
     report: dict[str, Any] = {"out": str(out), "seed": seed, "preset": preset, "stages": {}}
 
