@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -53,7 +54,7 @@ STAGES = ("data", "base", "cpt", "sft", "eval", "leaderboard")
 #: shortened runs: ``small`` is what tests/test_demo.py runs
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": dict(data="demo", quick_base=False, cpt_steps=None, sft_epochs=None, sft_steps=None),
-    "small": dict(data="small", quick_base=True, cpt_steps=10, sft_epochs=None, sft_steps=30),
+    "small": dict(data="small", quick_base=True, cpt_steps=20, sft_epochs=None, sft_steps=30),
 }
 
 
@@ -209,7 +210,16 @@ def _seeded_main(argv: list[str]) -> None:
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
+def _fresh(*paths: Path) -> None:
+    """Remove a previous run's stage output (checkpoints, prepared data, lm-eval results) before redoing it,
+    so that nothing stale is read back (axolotl reuses a prepared dataset by its config hash, not by content)."""
+    for p in paths:
+        if p.is_dir():
+            shutil.rmtree(p)
+
+
 def train_stage(stage, recipe, out, base_model, data, overrides, progress, preprocess=True, seed=0) -> dict:
+    _fresh(out / stage, out / "prepared" / stage)
     cfg = resolve_recipe(recipe, out, stage, base_model, data, overrides)
     progress.note(f"config: {cfg}")
     times = {}
@@ -244,6 +254,7 @@ def train_stage(stage, recipe, out, base_model, data, overrides, progress, prepr
 def eval_stage(model: Path, name: str, test: Path, out: Path, progress: Progress, limit: float | None) -> Path:
     from .eval_launch import EvalSpec, build_command
 
+    _fresh(out / "eval" / name)
     spec = EvalSpec(model=str(model), output=str(out / "eval" / name), data=str(test), batch_size="32", limit=limit)
     cmd, env = build_command(spec)
     if cmd[0] == "lm_eval":  # the venv's lm_eval, whatever PATH says
