@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -85,7 +86,23 @@ def pooled_f1(counts: Iterable[Sequence[float]]) -> float:
 def _rouge_scorer():
     from rouge_score import rouge_scorer
 
+    _tame_absl_handler()
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
+def _tame_absl_handler() -> None:
+    """rouge-score imports absl, whose log handler keeps the ``sys.stderr`` of import time and closes
+    that stream when logging is reconfigured later (``logging.config.dictConfig``, as axolotl does).
+    Where ``sys.stderr`` was swapped (pytest's capture, a redirected notebook cell), that closes
+    someone else's stream; point the handler at the process's own stderr, which it never closes."""
+    try:
+        from absl import logging as absl_logging
+
+        handler = absl_logging.get_absl_handler().python_handler
+    except Exception:  # absl absent or changed: nothing to tame
+        return
+    if handler.stream is not sys.__stderr__:
+        handler.stream = sys.__stderr__
 
 
 def rougel(value: str, truth: str) -> float:
