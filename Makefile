@@ -24,7 +24,7 @@ setup: $(BIN)/python ## create .venv/ and install everything (CPU torch first, t
 	$(BIN)/pip install -c constraints.txt -e '.[dev]'
 	$(BIN)/python -c "import torch, axolotl, lm_eval, shop_eval; print('setup ok: torch', torch.__version__)"
 
-test: ## run the test suite (offline)
+test: lint ## ruff, then the test suite (offline)
 	$(BIN)/python -m pytest -q
 
 lint: ## ruff
