@@ -308,10 +308,13 @@ def test_resume_never_touches_a_file_that_is_not_its_own(tmp_path):
 # =========================================================================== against a real server
 
 
-def test_faults_every_item_exactly_once(tmp_path):
+@pytest.mark.parametrize("http", ["aiohttp", "httpx"])
+def test_faults_every_item_exactly_once(tmp_path, http):
     faults = ["429", "ok", "500", "slow", "503", "drop", "badjson", "garbage", "dup", "429", "drop", "500"]
     with FakeOpenAIServer(latency=0.01, faults=faults, retry_after=0.4, slow_seconds=1.5, api_key=KEY) as srv:
-        synth = Synthesizer(_seed_records(), _opts(tmp_path, srv.base_url, count=18, timeout=0.5), api_key=KEY)
+        opts = _opts(tmp_path, srv.base_url, count=18, timeout=0.5)
+        opts.http = http
+        synth = Synthesizer(_seed_records(), opts, api_key=KEY)
         report = asyncio.run(synth.run())
     out = tmp_path / "synth.jsonl"
     ids = _read_ids(out)
