@@ -738,6 +738,7 @@ class Synthesizer:
 
     async def _call(self, rid: str, prompt: str) -> tuple[str, str | None]:
         import openai
+        from openai.types.chat import ChatCompletion
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
         est = self._estimate_tokens(prompt)
@@ -750,13 +751,21 @@ class Synthesizer:
                 await self.rpm_limiter.acquire()
             if self.tpm_limiter is not None:
                 await self.tpm_limiter.acquire(min(est, self.tpm_limiter.max_rate))
-            resp = await self.client.chat.completions.create(
-                model=self.opts.model,
-                messages=[{"role": "user", "content": prompt}],
-                temperature=self.opts.temperature,
-                top_p=self.opts.top_p,
-                max_tokens=self.opts.max_tokens,
-                extra_headers={"X-Shop-Eval-Request": rid, "X-Shop-Eval-Attempt": str(attempt_no)},
+            # The chat-completions endpoint through the client's own request path (auth, transport,
+            # error mapping and parsing into ChatCompletion), with the body already in wire form:
+            # `chat.completions.create` would re-walk it through the SDK's TypedDict transform, which
+            # measured ~0.7 ms of CPU a request — the largest cost on the client's single core.
+            resp = await self.client.post(
+                "/chat/completions",
+                cast_to=ChatCompletion,
+                body={
+                    "model": self.opts.model,
+                    "messages": [{"role": "user", "content": prompt}],
+                    "temperature": self.opts.temperature,
+                    "top_p": self.opts.top_p,
+                    "max_tokens": self.opts.max_tokens,
+                },
+                options={"headers": {"X-Shop-Eval-Request": rid, "X-Shop-Eval-Attempt": str(attempt_no)}},
             )
             if isinstance(resp, str) or not getattr(resp, "choices", None):
                 raise BadResponse("the answer holds no choices")

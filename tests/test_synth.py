@@ -408,9 +408,15 @@ class _StubCompletions:
 
 
 class _StubClient:
+    """Stands in for AsyncOpenAI: synth posts to /chat/completions through the client's request path."""
+
     def __init__(self, replies):
         self.chat = type("Chat", (), {})()
         self.chat.completions = _StubCompletions(replies)
+
+    async def post(self, path, *, cast_to, body, options=None):
+        assert path == "/chat/completions" and body["messages"][0]["role"] == "user"
+        return await self.chat.completions.create(**body)
 
     async def close(self):
         pass
