@@ -157,7 +157,7 @@ def pretrain(model, tokenizer, texts: list[str], *, steps: int, batch_size: int,
         sched.step()
         opt.zero_grad(set_to_none=True)
         losses.append(round(float(out.loss.detach()), 4))
-    model.train(False)  # inference mode (same as .eval())
+    model.train(False)  # inference mode
     return losses
 
 
