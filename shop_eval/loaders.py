@@ -244,6 +244,9 @@ def record_from_alpaca(obj: Any, source: str, where: str, task_name: str, result
     if isinstance(obj.get("input"), str) and obj["input"].strip():
         prompt = f"{prompt}\n{obj['input']}"
     out = obj["output"].strip()
+    if ttype in ("multiple-choice", "retrieval", "ranking") and len(out) > 1 and out[0] == out[-1] and out[0] in "\"'":
+        result.quirks[f"{task_name}: quoted {ttype} truth read without its quotes"] += 1
+        out = out[1:-1].strip()  # '"2"' -> '2'
     truth: Any
     if ttype == "multiple-choice":
         if not re.fullmatch(r"\d+", out):

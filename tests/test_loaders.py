@@ -205,6 +205,16 @@ def test_real_seed_testsets(seed_testsets_dir):
         "ranking",
         "retrieval",
     }
-    assert len(res) + len(res.skipped) == 58 + 312 + 171 + 227 + 248 + 241
+    assert len(res) + len(res.skipped) == 58 + 312 + 171 + 227 + 248 + 241  # rows in the six files
     for err in res.skipped:  # whatever is skipped says where and why
         assert re.search(r"seed-testsets/.+\.json:row \d+ \(line \d+\)", str(err))
+
+
+def test_alpaca_quoted_index_truths_are_read(tmp_path):
+    p = tmp_path / "q.json"
+    p.write_text(
+        json.dumps([{"instruction": "Pick:\n0. a\n1. b\n2. c", "output": '"2"\n', "task_type": "multiple choice"}])
+    )
+    res = load_records(p)
+    assert res.records[0].output_field == 2
+    assert any("quoted multiple-choice truth" in q for q in res.quirks)
