@@ -66,24 +66,11 @@ def merge_train(main: dict, levers: list[tuple[str, dict]], log_dirs: list[Path]
                 v["vs_ours_same_call"] = common.ratio(v.get("tok_s"), same_call)
             paths[k if k not in paths else f"{k}@{label}"] = v
     ours, fixed = paths.get("ours", {}), paths.get("fixed", {})
-    padded_runs = [paths[k] for k in ("padded", "padded_nocudnn", "padded_m64") if paths.get(k, {}).get("tok_s")]
-    padded = max(padded_runs, key=lambda r: r["tok_s"]) if padded_runs else {}
     for v in paths.values():
         if "overrides" in v and v.get("tok_s") and v is not ours:
             v["vs_ours"] = common.ratio(v["tok_s"], ours.get("tok_s"))
             v["vs_best_plain"] = common.ratio(v["tok_s"], fixed.get("tok_s"))
-    out.update(
-        {
-            "train_ratio": common.ratio(ours.get("tok_s"), fixed.get("tok_s")),
-            "train_ratio_padded": common.ratio(ours.get("tok_s"), padded.get("tok_s")),
-            "padded_baseline_variant": padded.get("path"),
-            "baseline_tok_s": fixed.get("tok_s"),
-            "recipe_tok_s": ours.get("tok_s"),
-            "baseline_peak_gib": fixed.get("peak_allocated_gib"),
-            "recipe_peak_gib": ours.get("peak_allocated_gib"),
-            "paths": paths,
-        }
-    )
+    out.update(common.train_headline(paths))
     common.check_result(out, "train")
     return out
 

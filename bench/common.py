@@ -211,6 +211,24 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
 
+def train_headline(paths: dict) -> dict:
+    """The training result's headline fields from its measured paths: ours vs the best plain case
+    ("fixed") and vs the padded baseline (the faster of its real variants, so the ratio is conservative)."""
+    fixed, ours = paths.get("fixed", {}), paths.get("ours", {})
+    padded_runs = [paths[k] for k in ("padded", "padded_nocudnn", "padded_m64") if paths.get(k, {}).get("tok_s")]
+    padded = max(padded_runs, key=lambda r: r["tok_s"]) if padded_runs else {}
+    return {
+        "train_ratio": ratio(ours.get("tok_s"), fixed.get("tok_s")),
+        "train_ratio_padded": ratio(ours.get("tok_s"), padded.get("tok_s")),
+        "padded_baseline_variant": padded.get("path"),
+        "baseline_tok_s": fixed.get("tok_s"),
+        "recipe_tok_s": ours.get("tok_s"),
+        "baseline_peak_gib": fixed.get("peak_allocated_gib"),
+        "recipe_peak_gib": ours.get("peak_allocated_gib"),
+        "paths": paths,
+    }
+
+
 def check_result(result: dict, kind: str) -> None:
     """Raise ValueError naming the missing fields of a result JSON (kind: 'train' or 'eval')."""
     fields = TRAIN_FIELDS if kind == "train" else EVAL_FIELDS

@@ -421,10 +421,6 @@ def parse_args(argv=None):
 
 
 def build_result(args, cfg: dict, paths: dict, device: str, extra: dict) -> dict:
-    fixed, ours = paths.get("fixed", {}), paths.get("ours", {})
-    # the padded baseline: the faster of its real (non-diagnostic) variants, so the ratio is conservative
-    padded_runs = [paths[k] for k in ("padded", "padded_nocudnn", "padded_m64") if paths.get(k, {}).get("tok_s")]
-    padded = max(padded_runs, key=lambda r: r["tok_s"]) if padded_runs else {}
     return {
         "device": common.device_name(),
         "versions": common.versions(),
@@ -447,14 +443,7 @@ def build_result(args, cfg: dict, paths: dict, device: str, extra: dict) -> dict
             "flops_formula": "(4*N_linear + 6*N_lora) per real token + 3 * 4*d*L * sum n(n+1)/2 over segments",
             **extra,
         },
-        "train_ratio": common.ratio(ours.get("tok_s"), fixed.get("tok_s")),
-        "train_ratio_padded": common.ratio(ours.get("tok_s"), padded.get("tok_s")),
-        "padded_baseline_variant": padded.get("path"),
-        "baseline_tok_s": fixed.get("tok_s"),
-        "recipe_tok_s": ours.get("tok_s"),
-        "baseline_peak_gib": fixed.get("peak_allocated_gib"),
-        "recipe_peak_gib": ours.get("peak_allocated_gib"),
-        "paths": paths,
+        **common.train_headline(paths),
     }
 
 

@@ -18,6 +18,7 @@ Also: ``shop-eval sample-data OUT`` and ``shop-eval tiny-model OUT``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -381,7 +382,7 @@ def register(sub) -> None:
         "demo",
         help="the whole pipeline offline on CPU: data -> tiny model -> CPT -> SFT -> eval -> leaderboard",
         description=__doc__,
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("out", help="output folder (e.g. demo_out)")
     p.add_argument("--seed", type=int, default=0)

@@ -17,6 +17,7 @@ per-task-name, per-track and overall scores with standard errors.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shlex
@@ -143,7 +144,7 @@ def register(sub) -> None:
         "eval",
         help="run lm-eval on the shop_* tasks (CPU, one GPU, or N GPUs data-parallel / vllm)",
         description=__doc__,
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="base model folder or hub id")
     p.add_argument("--adapter", help="LoRA adapter folder (hf: peft=, vllm: lora_local_path=)")
