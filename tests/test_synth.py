@@ -385,41 +385,52 @@ def test_token_limit_accounts_estimate_then_usage(tmp_path):
     assert sum(rec.amounts) >= report["tokens"]["total"]
 
 
-class _StubCompletions:
+class _StubClient:
+    """Stands in for AsyncOpenAI: synth posts to /chat/completions through the client's request path
+    and keeps the answer as decoded JSON (``cast_to=object``)."""
+
     def __init__(self, replies):
         self.replies = list(replies)
 
-    async def create(self, **kw):
-        from openai.types.chat import ChatCompletion
-
-        content = self.replies.pop(0) if self.replies else "nothing"
-        return ChatCompletion.model_validate(
-            {
-                "id": "x",
-                "object": "chat.completion",
-                "created": 0,
-                "model": "stub",
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-                ],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
-            }
-        )
-
-
-class _StubClient:
-    """Stands in for AsyncOpenAI: synth posts to /chat/completions through the client's request path."""
-
-    def __init__(self, replies):
-        self.chat = type("Chat", (), {})()
-        self.chat.completions = _StubCompletions(replies)
-
     async def post(self, path, *, cast_to, body, options=None):
-        assert path == "/chat/completions" and body["messages"][0]["role"] == "user"
-        return await self.chat.completions.create(**body)
+        assert path == "/chat/completions" and cast_to is object and body["messages"][0]["role"] == "user"
+        content = self.replies.pop(0) if self.replies else "nothing"
+        return {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "stub",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+        }
 
     async def close(self):
         pass
+
+
+def test_read_completion_takes_what_it_needs_and_rejects_the_rest():
+    from shop_eval.synth import BadResponse, _read_completion
+
+    body = {
+        "choices": [{"message": {"role": "assistant", "content": "hi"}, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 3},
+    }
+    assert _read_completion(body) == ("hi", "length", (7, 3))
+    # null content (e.g. a refusal) is an empty reply; a missing or odd usage is no usage
+    assert _read_completion({"choices": [{"message": {"content": None}}]}) == ("", None, None)
+    odd = {"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": "7", "completion_tokens": -1}}
+    assert _read_completion(odd) == ("x", None, (0, 0))
+    for bad in (
+        "<html>busy</html>",
+        None,
+        [],
+        {},
+        {"choices": []},
+        {"choices": ["x"]},
+        {"choices": [{"message": {"content": 3}}]},
+    ):
+        with pytest.raises(BadResponse):
+            _read_completion(bad)
 
 
 def test_decontamination_duplicates_and_surplus(tmp_path, seeds_file):
