@@ -883,9 +883,8 @@ class Synthesizer:
             self.consecutive_failed = 0
         except Fatal as exc:
             self.fatal = str(exc)
-        except Exception as exc:  # a bug or a failing disk: stop, keeping everything written so far
-            log.exception("synth stopped by an unexpected error")
-            self.fatal = redact(f"{type(exc).__name__}: {exc}", self.api_key)
+        except Exception as exc:
+            self._crashed(exc)
         finally:
             self.sem.release()
             if reply is not None and not self.fatal:
@@ -910,13 +909,17 @@ class Synthesizer:
         try:
             if not self.fatal:  # the run is stopping: write nothing more
                 self._accept_reply(rid, t, content, finish)
-        except Exception as exc:  # a bug or a failing disk: stop, keeping everything written so far
-            log.exception("synth stopped by an unexpected error")
-            self.fatal = redact(f"{type(exc).__name__}: {exc}", self.api_key)
+        except Exception as exc:
+            self._crashed(exc)
         finally:
             self._settled(t)
             if self._replies:
                 asyncio.get_running_loop().call_soon(self._process_next)
+
+    def _crashed(self, exc: Exception) -> None:
+        """A bug or a failing disk: stop the run, keeping everything written so far."""
+        log.exception("synth stopped by an unexpected error")
+        self.fatal = redact(f"{type(exc).__name__}: {exc}", self.api_key)
 
     def _settled(self, t: str) -> None:
         """A request of type ``t`` is fully accounted for (its reply written or rejected, or it failed)."""
