@@ -319,29 +319,27 @@ def test_tiny_model_lm_eval_cli_equals_shop_eval_score(tiny_model_dir, tmp_path)
     out = tmp_path / "out"
     base = [str(BIN / "lm_eval"), "--model", "hf", "--model_args", f"pretrained={tiny_model_dir},dtype=float32"]
     base += ["--device", "cpu", "--batch_size", "8", "--include_path", str(TASKS_DIR), "--log_samples"]
-    run = subprocess.run(
-        [*base, "--tasks", "shop_*", "--output_path", str(out / "plain")],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    (results_file,) = (out / "plain").rglob("results_*.json")
+
+    def lm_eval(cmd: list[str], name: str) -> Path:
+        """Run lm_eval into out/<name>; its one results file."""
+        run = subprocess.run(
+            [*cmd, "--output_path", str(out / name)],
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        (results,) = (out / name).rglob("results_*.json")
+        return results
+
+    results_file = lm_eval([*base, "--tasks", "shop_*"], "plain")
     assert set(json.loads(results_file.read_text())["results"]) == set(ALL_SHOP)
     assert _assert_equal_to_scorer(results_file, SAMPLE, tmp_path) >= 2 * len(GENERATIVE) + 1
-    chat = subprocess.run(
-        [*base, "--tasks", "shop_multiple_choice,shop_ner", "--apply_chat_template", "--limit", "2"]
-        + ["--output_path", str(out / "chat")],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
+    chat_file = lm_eval(
+        [*base, "--tasks", "shop_multiple_choice,shop_ner", "--apply_chat_template", "--limit", "2"], "chat"
     )
-    assert chat.returncode == 0, chat.stderr[-3000:]
-    (chat_file,) = (out / "chat").rglob("results_*.json")
     chat_res = json.loads(chat_file.read_text())
     assert chat_res["chat_template"]  # the tiny tokenizer's template was applied
     _assert_equal_to_scorer(chat_file, SAMPLE, tmp_path)
@@ -357,16 +355,7 @@ def test_tiny_model_lm_eval_cli_equals_shop_eval_score(tiny_model_dir, tmp_path)
     cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     get_peft_model(model, cfg).save_pretrained(lora)
     peft_base = [*base[:4], f"pretrained={tiny_model_dir},peft={lora},dtype=float32", *base[5:]]
-    run = subprocess.run(
-        [*peft_base, "--tasks", "shop_ner,shop_multiple_choice_ll", "--output_path", str(out / "lora")],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    (lora_file,) = (out / "lora").rglob("results_*.json")
+    lora_file = lm_eval([*peft_base, "--tasks", "shop_ner,shop_multiple_choice_ll"], "lora")
     _assert_equal_to_scorer(lora_file, SAMPLE, tmp_path)
     board = build_leaderboard([results_file, lora_file])
     base_entry, lora_entry = board["models"]
