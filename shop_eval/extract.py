@@ -98,13 +98,18 @@ _OFFICIAL = {
 
 def official_extract(task_type: str, response: str) -> Any:
     """The protocol's parser for ``task_type`` applied to ``response`` cut to 5000 characters."""
-    if not isinstance(response, str):
-        response = "" if response is None else str(response)
+    return _for_type(_OFFICIAL, task_type)(_as_text(response)[:MAX_RESPONSE_CHARACTERS])
+
+
+def _as_text(response: Any) -> str:
+    return response if isinstance(response, str) else "" if response is None else str(response)
+
+
+def _for_type(table: dict[str, Any], task_type: str) -> Any:
     try:
-        parser = _OFFICIAL[task_type]
+        return table[task_type]
     except KeyError:
         raise ValueError(f"unknown task_type {task_type!r}") from None
-    return parser(response[:MAX_RESPONSE_CHARACTERS])
 
 
 def _official_failed(task_type: str, value: Any) -> bool:
@@ -324,12 +329,8 @@ _FLEXIBLE = {
 def flexible_extract(task_type: str, response: str, *, prompt: str | None = None, labels=None) -> Extraction:
     """Robust extraction for chatty output; ``prompt`` (the example's input) bounds candidate indices,
     ``labels`` (a label set) lets classification find the label named in a sentence."""
-    if not isinstance(response, str):
-        response = "" if response is None else str(response)
-    try:
-        fn = _FLEXIBLE[task_type]
-    except KeyError:
-        raise ValueError(f"unknown task_type {task_type!r}") from None
+    response = _as_text(response)
+    fn = _for_type(_FLEXIBLE, task_type)
     try:
         return fn(_clean(response, nfkc=task_type not in ("generation", "named_entity_recognition")), prompt, labels)
     except RecursionError:  # pathological nesting in a literal

@@ -227,10 +227,15 @@ def _relevance(anchor: Product, q: Product) -> float:
     return 0.0
 
 
-def _retrieval(p: Product, pool: list[Product], rng: random.Random) -> dict:
-    cands = _query_candidates(p, pool, 6, rng)
+def _search(p: Product, pool: list[Product], n: int, rng: random.Random) -> tuple[list[Product], str, str]:
+    """``n`` candidate products for a search that ``p`` answers, the query, and the numbered list."""
+    cands = _query_candidates(p, pool, n, rng)
     query = f"{p.color} {CATEGORIES[p.category][1][0]}"
-    lines = "\n".join(f"{i}. {q.title}" for i, q in enumerate(cands, 1))
+    return cands, query, "\n".join(f"{i}. {q.title}" for i, q in enumerate(cands, 1))
+
+
+def _retrieval(p: Product, pool: list[Product], rng: random.Random) -> dict:
+    cands, query, lines = _search(p, pool, 6, rng)
     prompt = (
         f'A customer searches for "{query}". Which of the following products match the query?\n{lines}\n'
         "Answer with the numbers of at most 3 matching products, separated by commas.\nAnswer:\n"
@@ -240,9 +245,7 @@ def _retrieval(p: Product, pool: list[Product], rng: random.Random) -> dict:
 
 
 def _ranking(p: Product, pool: list[Product], rng: random.Random) -> dict:
-    cands = _query_candidates(p, pool, 5, rng)
-    query = f"{p.color} {CATEGORIES[p.category][1][0]}"
-    lines = "\n".join(f"{i}. {q.title}" for i, q in enumerate(cands, 1))
+    cands, query, lines = _search(p, pool, 5, rng)
     prompt = (
         f'A customer searches for "{query}". Rank the following 5 products from the most to the least '
         f"relevant to the query.\n{lines}\nAnswer with the 5 product numbers, separated by commas.\nAnswer:\n"

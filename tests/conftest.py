@@ -29,20 +29,22 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
+def _shared_data(name: str, what: str) -> Path:
+    """``../shared/data/<name>``; the test is skipped where it is absent (a clone without the data)."""
+    path = SHARED / "data" / name
+    if not path.is_dir():
+        pytest.skip(f"{what} not present (../shared/data/{name})")
+    return path
+
+
 @pytest.fixture(scope="session")
 def ec_guide_dir() -> Path:
-    path = SHARED / "data" / "ec-guide"
-    if not path.is_dir():
-        pytest.skip("real EC-Guide data not present (../shared/data/ec-guide)")
-    return path
+    return _shared_data("ec-guide", "real EC-Guide data")
 
 
 @pytest.fixture(scope="session")
 def seed_testsets_dir() -> Path:
-    path = SHARED / "data" / "seed-testsets"
-    if not path.is_dir():
-        pytest.skip("seed test sets not present (../shared/data/seed-testsets)")
-    return path
+    return _shared_data("seed-testsets", "seed test sets")
 
 
 @pytest.fixture(scope="session")

@@ -96,26 +96,21 @@ def test_cli_dry_run_prints_the_command(capsys):
     assert main(["eval", "--model", "m", "--backend", "vllm", "--dry-run"]) == 2
 
 
-def test_make_eval_builds_the_two_gpu_command():
-    out = subprocess.run(
-        ["make", "-s", "eval", "NUM_GPUS=2", "MODEL=/m/Yi-9B", "ADAPTER=runs/sft/lora", "DRY_RUN=1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
+def _make_eval(*variables: str) -> subprocess.CompletedProcess:
+    """``make -s eval VAR=... DRY_RUN=1``: the command it would run, printed, not run."""
+    return subprocess.run(
+        ["make", "-s", "eval", *variables, "DRY_RUN=1"], cwd=REPO, capture_output=True, text=True, timeout=120
     )
+
+
+def test_make_eval_builds_the_two_gpu_command():
+    out = _make_eval("NUM_GPUS=2", "MODEL=/m/Yi-9B", "ADAPTER=runs/sft/lora")
     assert out.returncode == 0, out.stderr
     words = shlex.split(out.stdout.strip().splitlines()[-1])
     assert "accelerate" in words and words[words.index("--num_processes") + 1] == "2"
     assert "peft=runs/sft/lora" in words[words.index("--model_args") + 1]
-    out = subprocess.run(
-        ["make", "-s", "eval", "NUM_GPUS=2", "MODEL=m", "EVAL_BACKEND=vllm", "DRY_RUN=1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = _make_eval("NUM_GPUS=2", "MODEL=m", "EVAL_BACKEND=vllm")
     assert out.returncode == 0, out.stderr
     assert "data_parallel_size=2" in out.stdout and "--model vllm" in out.stdout
-    out = subprocess.run(["make", "-s", "eval", "DRY_RUN=1"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = _make_eval()
     assert out.returncode != 0 and "MODEL" in out.stdout + out.stderr
