@@ -18,7 +18,6 @@ Also: ``shop-eval sample-data OUT`` and ``shop-eval tiny-model OUT``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -33,12 +32,11 @@ from typing import Any
 
 import yaml
 
-from .io import write_json
+from .io import Outputs, write_json
+from .resources import recipes_dir
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "recipes" / "tiny"
 ENV = {
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
@@ -119,7 +117,7 @@ def _run_logged(cmd: list[str], log_path: Path, progress: Progress, label: str, 
     progress.note(f"$ {' '.join(cmd)}  [dim](log: {log_path})[/]")
     t = time.time()
     with open(log_path, "w", encoding="utf-8") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=full_env, cwd=REPO)
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=full_env, cwd=log_path.parent.parent)
         with progress.console.status(label) as status:
             while proc.poll() is None:
                 time.sleep(0.5)
@@ -167,7 +165,7 @@ def resolve_recipe(recipe: Path, out: Path, stage: str, base_model: Path, data: 
     path = out / "configs" / f"{stage}.yml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        f"# resolved from {recipe.relative_to(REPO)} by shop-eval demo\n" + yaml.safe_dump(cfg, sort_keys=False),
+        f"# resolved from recipes/tiny/{recipe.name} by shop-eval demo\n" + yaml.safe_dump(cfg, sort_keys=False),
         encoding="utf-8",
     )
     return path
@@ -264,22 +262,22 @@ def eval_stage(model: Path, name: str, test: Path, out: Path, progress: Progress
     return out / "eval" / name
 
 
-def compare(board: dict, base: str, tuned: str) -> dict:
-    """Per task type, official extractor: fine-tuned minus base, and whether the gain exceeds the stderr of
+def compare(board, base: str, tuned: str) -> dict:
+    """Per task type, official protocol: fine-tuned minus base, and whether the gain exceeds the stderr of
     the difference (and of each score)."""
-    models = {m["name"]: m["scores"]["shop"]["official"]["task_types"] for m in board["models"]}
+    models = {m.name: m.scores["shop"].protocols["official"].task_types for m in board.models}
     out = {}
     for ttype, bo in models[base].items():
         to = models[tuned].get(ttype)
-        if not to:
+        if to is None or bo.absent or to.absent or bo.score is None or to.score is None:
             continue
-        se_b, se_t = bo.get("stderr") or 0.0, to.get("stderr") or 0.0
-        diff = to["score"] - bo["score"]
+        se_b, se_t = bo.stderr or 0.0, to.stderr or 0.0
+        diff = to.score - bo.score
         se = math.sqrt(se_b**2 + se_t**2)
         out[ttype] = {
-            "base": bo["score"],
+            "base": bo.score,
             "base_stderr": se_b,
-            "fine_tuned": to["score"],
+            "fine_tuned": to.score,
             "fine_tuned_stderr": se_t,
             "gain": round(diff, 6),
             "beats_by_more_than_stderr": bool(diff > max(se, se_b, se_t)),
@@ -328,12 +326,20 @@ def run_demo(
     cpt_over = {"max_steps": p["cpt_steps"], "seed": seed}
     with progress.stage(3, "cpt", "LoRA continued pretraining on the corpus (axolotl), then merge"):
         report["stages"]["cpt"] = train_stage(
-            "cpt", RECIPES / "cpt.yml", out, base, out / "data" / "corpus.jsonl", cpt_over, progress, preprocess, seed
+            "cpt",
+            recipes_dir() / "tiny" / "cpt.yml",
+            out,
+            base,
+            out / "data" / "corpus.jsonl",
+            cpt_over,
+            progress,
+            preprocess,
+            seed,
         )
     sft_over = {"max_steps": p["sft_steps"], "num_epochs": p["sft_epochs"], "seed": seed}
     with progress.stage(4, "sft", "LoRA SFT, answer-only loss, on the train split (axolotl), then merge"):
         report["stages"]["sft"] = train_stage(
-            "sft", RECIPES / "sft.yml", out, out / "cpt" / "merged", out / "data" / "sft_train.jsonl", sft_over,
+            "sft", recipes_dir() / "tiny" / "sft.yml", out, out / "cpt" / "merged", out / "data" / "sft_train.jsonl", sft_over,
             progress, preprocess, seed,
         )  # fmt: skip
 
@@ -347,10 +353,12 @@ def run_demo(
 
     with progress.stage(6, "leaderboard", "shop-eval leaderboard -> JSON, Markdown, PNG"):
         board = lb.build_leaderboard([str(v) for v in runs.values()], list(runs), {})
-        write_json(out / "leaderboard.json", board)
         md = lb.render_markdown(board)
-        (out / "leaderboard.md").write_text(md, encoding="utf-8")
-        lb.render_png(board, out / "leaderboard.png")
+        with Outputs(out=out / "leaderboard.json", md=out / "leaderboard.md", png=out / "leaderboard.png") as o:
+            o.write_json("out", board.to_json())
+            o.write_text("md", md)
+            with o.open("png", "wb") as fh:
+                lb.render_png(board, fh)
         cmp_ = compare(board, "base", "fine-tuned")
         report["comparison"] = cmp_
         report["wins"] = sum(v["beats_by_more_than_stderr"] for v in cmp_.values())
@@ -372,66 +380,6 @@ def run_demo(
         f"everything is in {out} (demo.json, leaderboard.*, logs/)"
     )
     return report
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def register(sub) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="the whole pipeline offline on CPU: data -> tiny model -> CPT -> SFT -> eval -> leaderboard",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("out", help="output folder (e.g. demo_out)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", default="demo", choices=list(PRESETS), help="small: the shortened test run")
-    p.add_argument("--no-preprocess", action="store_true", help="skip the separate `axolotl preprocess` calls")
-    p.add_argument("--limit", type=float, help="lm-eval --limit (rows per task) for a quicker look")
-    p.set_defaults(func=_run_demo)
-
-    s = sub.add_parser("sample-data", help="write the sample corpus, train/test ShopBench JSONL and SFT chat rows")
-    s.add_argument("out", help="output folder")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--preset", default="demo", choices=["demo", "small"])
-    s.set_defaults(func=_run_sample_data)
-
-    t = sub.add_parser("tiny-model", help="build the tiny Llama base model from scratch (tokenizer + pretraining)")
-    t.add_argument("out", help="output folder")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--quick", action="store_true", help="smaller and faster (seconds; for tests)")
-    t.add_argument("--corpus", help="corpus JSONL ({'text': ...} a line); default: the sample corpus")
-    t.set_defaults(func=_run_tiny)
-
-
-def _run_demo(args) -> int:
-    try:
-        report = run_demo(
-            args.out, seed=args.seed, preset=args.preset, preprocess=not args.no_preprocess, limit=args.limit
-        )
-    except StageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0 if report else 1
-
-
-def _run_sample_data(args) -> int:
-    from .sample_data import build_sample_data
-
-    info = build_sample_data(args.out, seed=args.seed, preset=args.preset)
-    print(json.dumps(info, indent=2))
-    return 0
-
-
-def _run_tiny(args) -> int:
-    from .tiny import build_tiny_model
-
-    out = build_tiny_model(args.out, seed=args.seed, quick=args.quick, corpus=args.corpus)
-    info = json.loads((out / "tiny_build.json").read_text())
-    info.pop("losses")
-    print(json.dumps(info, indent=2))
-    return 0
 
 
 if __name__ == "__main__":  # python -m shop_eval.demo --seeded SEED MODULE ARGS...: see seeded_module_argv

@@ -17,41 +17,48 @@ per-task-name, per-track and overall scores with standard errors.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shlex
-import subprocess
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UsageError
 from .lm_eval_bridge import DATA_ENV
+from .options import float_in, int_in, nonempty, option
+from .resources import tasks_dir
 
-TASKS_DIR = Path(__file__).resolve().parents[1] / "lm_eval_tasks"
 DEFAULT_TASKS = "shop_*"
+BACKENDS = ("hf", "vllm")
 
 
 @dataclass
 class EvalSpec:
-    model: str
-    adapter: str | None = None
-    num_gpus: int = 0
-    backend: str = "hf"
-    tasks: str = DEFAULT_TASKS
-    tensor_parallel_size: int | None = None
-    output: str | None = None
+    """One evaluation run (also the options of ``shop-eval eval``)."""
+
+    model: str = option(help="base model folder or hub id", type=nonempty)
+    adapter: str | None = option(None, help="LoRA adapter folder (hf: peft=, vllm: lora_local_path=)")
+    num_gpus: int = option(0, help="0 = CPU (default); 1 = one GPU; N > 1 = data-parallel", type=int_in(0, 1024))
+    backend: str = option("hf", help="lm-eval model backend", choices=BACKENDS)
+    tasks: str = option(DEFAULT_TASKS, help="lm-eval task names or globs (default: 'shop_*')", type=nonempty)
+    tensor_parallel_size: int | None = option(None, help="vllm: GPUs per model copy (default 1)", type=int_in(1, 1024))
+    output: str | None = option(None, help="lm-eval --output_path (default runs/eval/<model>[+<adapter>])")
     name: str | None = None
-    chat_template: bool = False
+    chat_template: bool = option(False, help="pass --apply_chat_template")
     system_instruction: bool = False
-    batch_size: str | None = None
-    dtype: str | None = None
-    limit: float | None = None
-    data: str | None = None
-    max_lora_rank: int = 64
+    batch_size: str | None = option(None, help="default: auto on GPU, 8 on CPU")
+    dtype: str | None = option(None, help="default: bfloat16 (hf on GPU), float32 (CPU), auto (vllm)")
+    limit: float | None = option(
+        None, help="lm-eval --limit (rows per task, or a fraction)", type=float_in(0, lo_open=True)
+    )
+    data: str | None = option(
+        None, help=f"data file/folder for the tasks (sets {DATA_ENV}; default: the shipped sample)"
+    )
+    max_lora_rank: int = option(64, help="vllm: the adapter's LoRA rank or more", type=int_in(1, 4096))
     gpu_memory_utilization: float = 0.9
-    include_path: str = str(TASKS_DIR)
-    extra: list[str] = field(default_factory=list)
+    include_path: str | None = None
+    dry_run: bool = option(False, help="print the command instead of running it")
+    extra: list[str] = option([], help="more lm-eval arguments, after `--`", positional=True, nargs="*")
 
 
 def run_name(spec: EvalSpec) -> str:
@@ -84,25 +91,26 @@ def _model_args(spec: EvalSpec) -> str:
             args += [f"lora_local_path={spec.adapter}", f"max_lora_rank={spec.max_lora_rank}"]
     for a in args:
         if "," in a.split("=", 1)[1]:
-            raise ValueError(f"a comma in {a!r} would split lm-eval's --model_args; rename the path")
+            raise UsageError(f"a comma in {a!r} would split lm-eval's --model_args; rename the path")
     return ",".join(args)
 
 
 def validate(spec: EvalSpec) -> None:
+    """Options that cannot work together (a :class:`UsageError` naming them)."""
     if not spec.model:
-        raise ValueError("MODEL is required (a local model folder or a hub id)")
-    if spec.backend not in ("hf", "vllm"):
-        raise ValueError(f"unknown backend {spec.backend!r} (hf or vllm)")
+        raise UsageError("MODEL is required (a local model folder or a hub id)")
+    if spec.backend not in BACKENDS:
+        raise UsageError(f"unknown backend {spec.backend!r} (hf or vllm)")
     if spec.num_gpus < 0:
-        raise ValueError("NUM_GPUS must be >= 0")
+        raise UsageError("NUM_GPUS must be >= 0")
     if spec.backend == "vllm":
         if spec.num_gpus < 1:
-            raise ValueError("the vllm backend needs at least one GPU (NUM_GPUS >= 1)")
+            raise UsageError("the vllm backend needs at least one GPU (NUM_GPUS >= 1)")
         tp = spec.tensor_parallel_size or 1
         if tp < 1 or spec.num_gpus % tp:
-            raise ValueError(f"tensor_parallel_size {tp} must divide NUM_GPUS {spec.num_gpus}")
+            raise UsageError(f"--tensor-parallel-size {tp} must divide NUM_GPUS {spec.num_gpus}")
     elif spec.tensor_parallel_size not in (None, 1):
-        raise ValueError("--tensor-parallel-size is a vllm option; hf runs one model copy per GPU")
+        raise UsageError("--tensor-parallel-size is a vllm option; hf runs one model copy per GPU")
 
 
 def build_command(spec: EvalSpec) -> tuple[list[str], dict[str, str]]:
@@ -114,7 +122,7 @@ def build_command(spec: EvalSpec) -> tuple[list[str], dict[str, str]]:
     else:
         launcher = ["lm_eval"]
     cmd = [*launcher, "--model", spec.backend, "--model_args", _model_args(spec)]
-    cmd += ["--include_path", spec.include_path, "--tasks", spec.tasks]
+    cmd += ["--include_path", spec.include_path or str(tasks_dir()), "--tasks", spec.tasks]
     if spec.backend == "hf":
         if spec.num_gpus == 0:
             cmd += ["--device", "cpu"]
@@ -136,60 +144,38 @@ def format_command(cmd: list[str], env: dict[str, str]) -> str:
     return " ".join([*(f"{k}={shlex.quote(v)}" for k, v in env.items()), shlex.join(cmd)])
 
 
-# --------------------------------------------------------------------------- CLI
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "eval",
-        help="run lm-eval on the shop_* tasks (CPU, one GPU, or N GPUs data-parallel / vllm)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--model", required=True, help="base model folder or hub id")
-    p.add_argument("--adapter", help="LoRA adapter folder (hf: peft=, vllm: lora_local_path=)")
-    p.add_argument("--num-gpus", type=int, default=0, help="0 = CPU (default); N > 1 = data-parallel")
-    p.add_argument("--backend", default="hf", choices=["hf", "vllm"])
-    p.add_argument("--tasks", default=DEFAULT_TASKS, help="lm-eval task names or globs (default: 'shop_*')")
-    p.add_argument("--tensor-parallel-size", type=int, help="vllm: GPUs per model copy (default 1)")
-    p.add_argument("--output", help="lm-eval --output_path (default runs/eval/<model>[+<adapter>])")
-    p.add_argument("--chat-template", action="store_true", help="pass --apply_chat_template")
-    p.add_argument("--batch-size", help="default: auto on GPU, 8 on CPU")
-    p.add_argument("--dtype", help="default: bfloat16 (hf on GPU), float32 (CPU), auto (vllm)")
-    p.add_argument("--limit", type=float, help="lm-eval --limit (rows per task, or a fraction)")
-    p.add_argument("--data", help=f"data file/folder for the tasks (sets {DATA_ENV}; default: the shipped sample)")
-    p.add_argument("--max-lora-rank", type=int, default=64, help="vllm: the adapter's LoRA rank or more")
-    p.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
-    p.add_argument("extra", nargs="*", help="more lm-eval arguments, after `--`")
-    p.set_defaults(func=run)
+def check_paths(spec: EvalSpec) -> None:
+    """Before a run: a local model (adapter) must be a folder with a ``config.json`` (``adapter_config.json``);
+    a name that is not a local path must look like a hub id, and the hub must be reachable (not offline)."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    for label, value, marker in (
+        ("--model", spec.model, "config.json"),
+        ("--adapter", spec.adapter, "adapter_config.json"),
+    ):
+        if not value:
+            continue
+        p = Path(value).expanduser()
+        if p.exists():
+            if not p.is_dir():
+                raise UsageError(f"{label} {value}: expected a model folder, got a file")
+            if not (p / marker).is_file():
+                raise UsageError(f"{label} {value}: no {marker} in this folder (not a saved model)")
+            continue
+        if not _HUB_ID.match(value) or value.startswith((".", "/", "~")):
+            raise UsageError(f"{label} {value}: no such folder")
+        if offline:
+            raise UsageError(f"{label} {value}: no such folder, and the hub is offline (HF_HUB_OFFLINE=1)")
 
 
-def run(args) -> int:
-    spec = EvalSpec(
-        model=args.model,
-        adapter=args.adapter,
-        num_gpus=args.num_gpus,
-        backend=args.backend,
-        tasks=args.tasks,
-        tensor_parallel_size=args.tensor_parallel_size,
-        output=args.output,
-        chat_template=args.chat_template,
-        batch_size=args.batch_size,
-        dtype=args.dtype,
-        limit=args.limit,
-        data=args.data,
-        max_lora_rank=args.max_lora_rank,
-        extra=list(args.extra or []),
-    )
-    try:
-        cmd, env = build_command(spec)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(format_command(cmd, env), flush=True)
-    if args.dry_run:
-        return 0
+def run_command(spec: EvalSpec) -> int:
+    """Run the lm-eval command with the venv's tools first on PATH; its exit code."""
+    import subprocess
+    import sys
+
+    cmd, env = build_command(spec)
     full_env = {**os.environ, **env}
-    # the venv's lm_eval / accelerate first, whether or not the venv is activated
     full_env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), full_env.get("PATH", "")])
     return subprocess.call(cmd, env=full_env)

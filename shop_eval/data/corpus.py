@@ -18,7 +18,6 @@ Steps, in order (each removal counted by reason in the report):
 from __future__ import annotations
 
 import html
-import json
 import re
 import time
 import unicodedata
@@ -29,8 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..decontam import normalize
-from ..io import read_text
-from ..loaders import iter_json_array, json_kind
+from ..io import iter_json_array, iter_json_lines, json_kind, read_text
 from ..records import DataError
 
 REASONS = ("empty", "too_short", "language", "exact_duplicate", "near_duplicate")
@@ -100,15 +98,11 @@ def iter_rows(path: Path, report: CorpusReport) -> Iterator[tuple[str, Any]]:
         except DataError as err:
             report.bad_rows.append(str(err) + " (rest of the file not read)")
         return
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
+    for where, obj in iter_json_lines(text, source):
+        if isinstance(obj, DataError):
+            report.bad_rows.append(str(obj))
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            report.bad_rows.append(f"{source}:line {lineno}: invalid JSON: {exc.msg} (column {exc.colno})")
-            continue
-        yield f"{source}:line {lineno}", obj
+        yield f"{source}:{where}", obj
 
 
 def row_text(obj: Any, fields: Sequence[str]) -> str | None:
@@ -132,6 +126,14 @@ def _shingles(words: list[str], k: int = 5) -> list[bytes]:
     if len(words) <= k:
         return [" ".join(words).encode()]
     return [" ".join(words[i : i + k]).encode() for i in range(len(words) - k + 1)]
+
+
+def language_codes() -> list[str]:
+    """The language codes langdetect knows (``en``, ``de``, ``ja``, ``zh-cn`` ...)."""
+    from langdetect import detector_factory
+
+    detector_factory.init_factory()
+    return sorted(detector_factory._factory.get_lang_list())
 
 
 def _language_detector(seed: int):

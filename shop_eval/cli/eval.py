@@ -1,0 +1,33 @@
+"""``shop-eval eval``: build (and run) the lm-evaluation-harness command for the ``shop_*`` tasks on CPU, one
+GPU or N GPUs; ``make eval MODEL=... [ADAPTER=...] [NUM_GPUS=N] [EVAL_BACKEND=vllm]`` calls it.  The library:
+:mod:`shop_eval.eval_launch`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from ..eval_launch import EvalSpec, build_command, check_paths, format_command, run_command
+from ..eval_launch import __doc__ as LAUNCH_DOC
+from .args import add_options
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="run lm-eval on the shop_* tasks (CPU, one GPU, or N GPUs data-parallel / vllm)",
+        description=LAUNCH_DOC,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_options(p, EvalSpec)
+    p.set_defaults(_options=EvalSpec, _run=run)
+
+
+def run(spec: EvalSpec) -> int:
+    spec = dataclasses.replace(spec, extra=list(spec.extra or []))
+    cmd, env = build_command(spec)
+    print(format_command(cmd, env), flush=True)
+    if spec.dry_run:
+        return 0
+    check_paths(spec)
+    return run_command(spec)
