@@ -1,31 +1,24 @@
-"""What the lm-evaluation-harness tasks in ``lm_eval_tasks/`` call: dataset loading through
-:mod:`shop_eval.loaders`, the prompt, the two filter pipelines (``official`` / ``flexible`` extraction
-from :mod:`shop_eval.extract`) and ``process_results`` / aggregations built on :mod:`shop_eval.metrics`.
+"""What the lm-evaluation-harness tasks in ``lm_eval_tasks/`` call (``utils.py`` only re-exports these): data
+loading through :mod:`shop_eval.loaders`, the prompt, one filter pipeline per protocol, ``process_results`` and
+the aggregations — all of them thin calls into the scoring core (:mod:`shop_eval.scoring`), the same code
+``shop-eval score`` runs.
 
-``lm_eval_tasks/utils.py`` only re-exports these functions; nothing here parses or scores on its own.
+Data: the ``shop_*`` tasks read ``lm_eval_tasks/data/sample.jsonl`` unless told otherwise; point them at any file
+or folder the loaders accept with ``SHOP_EVAL_DATA=PATH`` (or ``--metadata '{"data": "PATH"}'``), optionally
+``SHOP_EVAL_DATA_FORMAT`` and ``SHOP_EVAL_SKIP_INVALID=1``.  The ``shopmmlu_*`` tasks read a Shopping MMLU
+``data/`` folder from ``SHOPMMLU_DATA``.  A task whose task type (or skill) has no rows in the data is *absent*:
+it runs on zero docs, logs one line saying so, and reports no score.
 
-Data: the tasks read ``lm_eval_tasks/data/sample.jsonl`` unless told otherwise.  Point them at any file or
-folder the loaders accept with ``SHOP_EVAL_DATA=PATH`` (or ``--metadata '{"data": "PATH"}'``), optionally
-``SHOP_EVAL_DATA_FORMAT`` (``auto``, ``shopbench``, ``ec-guide``, ``alpaca``) and
-``SHOP_EVAL_SKIP_INVALID=1`` (skip and report bad rows instead of failing).
+Metrics reported per task and filter pipeline (``official``, ``flexible``, ``shoppingmmlu``):
 
-Each lm-eval doc is one record: ``input_field``, ``task_name``, ``task_type``, ``metric``, ``track``,
-``is_multiple_choice``, ``output_field_json`` (the truth as JSON: its type varies within a task type, which
-a ``datasets`` column cannot hold), ``labels`` (classification: the task name's label set over the whole
-file, for the flexible extractor) and ``row`` / ``origin`` (where it came from).  ``shop-eval score`` aligns
-lm-eval ``samples_*.jsonl`` rows to the data by ``row`` (when that row has the same ``input_field`` and
-``task_name``; so duplicate prompts stay separate rows), else by ``input_field`` and ``task_name``.
+* ``shop_score``: the protocol's aggregation over the task's rows (per task name: the mean, or pooled micro F1
+  when the task's first row is ``micro f1``; then the mean over task names);
+* ``parse_failure``: the share of rows where the protocol found no answer;
+* generation only, one per metric (``rougel``, ``sent_transformer``, ``multilingual_sent_transformer``, ``bleu``,
+  ``jp_bleu``): the same aggregation over the rows carrying that metric (``nan`` when none do).
 
-Metrics reported per lm-eval task and filter pipeline:
-
-* ``shop_score``: the protocol's aggregation over the task's rows (per task name: mean, or pooled micro F1 for
-  NER; then the mean over task names), via :func:`shop_eval.metrics.aggregate_tasks`;
-* ``parse_failure``: the share of rows where the pipeline's extractor found no answer;
-* generation only, one per metric (``rougel``, ``sent_transformer``, ``multilingual_sent_transformer``,
-  ``bleu``, ``jp_bleu``): the same aggregation over the rows carrying that metric (``nan`` when none do).
-
-Every row emits every metric key (``None`` where it does not apply) so that data-parallel ranks gather the
-same keys in the same order.
+Every row emits every metric key (``None`` where it does not apply) so that data-parallel ranks gather the same
+keys in the same order.
 """
 
 from __future__ import annotations
@@ -34,36 +27,44 @@ import json
 import logging
 import math
 import os
-import re
-from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from .extract import extract
+from . import task_types
+from .errors import DataError
+from .lm_eval_docs import dataset_features, doc_to_record, record_to_doc
 from .loaders import load_records
-from .metrics import EMBEDDING_METRICS, Embedder, EmbeddingModelUnavailable, aggregate_tasks, example_score, ner_counts
-from .prompts import format_answer, official_prompt
-from .records import GENERATION_METRICS, SHORT_NAMES, TASK_TYPES, DataError, Record
-from .scorer import label_sets
+from .prompt_options import parse_options
+from .prompts import official_prompt
+from .scoring import aggregate, label_sets
+from .scoring.protocols import Pending, RowScore, score_row
+from .scoring.samples import argmax_first
+from .task_types import Extraction
 
 log = logging.getLogger(__name__)
 
 DATA_ENV = "SHOP_EVAL_DATA"
 FORMAT_ENV = "SHOP_EVAL_DATA_FORMAT"
 SKIP_ENV = "SHOP_EVAL_SKIP_INVALID"
+SHOPMMLU_ENV = "SHOPMMLU_DATA"
+GENERATION_METRICS = task_types.get("generation").metrics
 #: lm-eval metric key for each generation metric (lm-eval keys are ``metric,filter``: no spaces/dashes)
 METRIC_KEYS = {m: m.replace("-", "_") for m in GENERATION_METRICS}
-TASK_FOR_TYPE = {t: f"shop_{SHORT_NAMES[t]}" for t in TASK_TYPES}
+TASK_FOR_TYPE = {t: f"shop_{task_types.get(t).short}" for t in task_types.TASK_TYPES}
+
+__all__ = ["doc_to_record", "record_to_doc"]
 
 
 # --------------------------------------------------------------------------- data
 
 
-def resolve_data(default: str | os.PathLike, data: str | None = None) -> Path:
-    """The data path: ``data`` (from ``--metadata``), else ``$SHOP_EVAL_DATA``, else ``default``.
-    User paths are taken relative to the current directory; ``default`` is absolute (set by utils.py)."""
-    chosen = data or os.environ.get(DATA_ENV) or default
+def resolve_data(default: str | os.PathLike | None, data: str | None = None, env: str = DATA_ENV) -> Path:
+    """The data path: ``data`` (from ``--metadata``), else ``$env``, else ``default``.  User paths are taken
+    relative to the current directory; ``default`` is absolute (set by utils.py)."""
+    chosen = data or os.environ.get(env) or default
+    if not chosen:
+        raise DataError(env, "", None, f'no data: set {env}=PATH (or --metadata \'{{"data": "PATH"}}\')')
     return Path(chosen).expanduser().resolve()
 
 
@@ -72,93 +73,66 @@ def _truthy(x: Any) -> bool:
 
 
 @lru_cache(maxsize=4)
-def _docs_by_type(path: str, fmt: str, skip_invalid: bool, stamp: float) -> dict[str, list[dict]]:
+def _docs(path: str, fmt: str, skip_invalid: bool, stamp: float) -> tuple[dict, ...]:
     loaded = load_records(path, fmt, skip_invalid)
     if loaded.skipped:
         log.warning("%s: %d invalid rows skipped: %s", path, len(loaded.skipped), loaded.report()["skipped_by_reason"])
     if loaded.quirks:
         log.info("%s: quirks %s", path, dict(loaded.quirks))
     labels = label_sets(loaded.records)
-    out: dict[str, list[dict]] = defaultdict(list)
-    for i, (r, origin) in enumerate(zip(loaded.records, loaded.origins, strict=True)):
-        out[r.task_type].append(record_to_doc(r, row=i, origin=origin, labels=labels.get(r.task_name, [])))
-    return dict(out)
-
-
-def record_to_doc(r: Record, row: int = 0, origin: str = "", labels: list[str] | None = None) -> dict:
-    return {
-        "input_field": r.input_field,
-        "task_name": r.task_name,
-        "task_type": r.task_type,
-        "metric": r.metric,
-        "track": r.track,
-        "is_multiple_choice": r.is_multiple_choice,
-        "output_field_json": json.dumps(r.output_field, ensure_ascii=False),
-        "labels": list(labels or []),
-        "row": row,
-        "origin": origin,
-    }
-
-
-def doc_to_record(doc: dict) -> Record:
-    """The :class:`Record` a doc (or a logged sample's ``doc``) was made from."""
-    return Record.model_validate(
-        {
-            "input_field": doc["input_field"],
-            "output_field": json.loads(doc["output_field_json"]),
-            "task_name": doc["task_name"],
-            "task_type": doc["task_type"],
-            "metric": doc["metric"],
-            "track": doc["track"],
-            "is_multiple_choice": bool(doc["is_multiple_choice"]),
-        }
+    return tuple(
+        record_to_doc(r, row=i, origin=origin, labels=labels.get(r.task_name, []))
+        for i, (r, origin) in enumerate(zip(loaded.records, loaded.origins, strict=True))
     )
 
 
-def load_docs(task_type: str, default_data: str | os.PathLike, data: str | None = None, data_format: str | None = None,
-              skip_invalid: Any = None) -> list[dict]:  # fmt: skip
-    """The docs of one task type from the chosen data (see module docstring)."""
-    if task_type not in TASK_TYPES:
-        raise ValueError(f"unknown task_type {task_type!r} (one of {TASK_TYPES})")
-    path = resolve_data(default_data, data)
+def load_docs(
+    task_type: str | None,
+    default_data: str | os.PathLike | None,
+    data: str | None = None,
+    data_format: str | None = None,
+    skip_invalid: Any = None,
+    track: str | None = None,
+    env: str = DATA_ENV,
+    task: str | None = None,
+) -> list[dict]:
+    """The docs of one task type (and, if given, one track) from the chosen data; [] when it has none (the
+    task is absent: one line says so)."""
+    if task_type is not None:
+        task_types.get(task_type)
+    path = resolve_data(default_data, data, env)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder (set by {DATA_ENV} or --metadata data)")
+        raise DataError(str(path), "", None, f"no such file or folder (set by {env} or --metadata data)")
     fmt = data_format or os.environ.get(FORMAT_ENV) or "auto"
     skip = _truthy(skip_invalid if skip_invalid is not None else os.environ.get(SKIP_ENV, "0"))
-    by_type = _docs_by_type(str(path), fmt, skip, path.stat().st_mtime)
-    docs = by_type.get(task_type, [])
+    docs = [
+        d
+        for d in _docs(str(path), fmt, skip, path.stat().st_mtime)
+        if (task_type is None or d["task_type"] == task_type) and (track is None or d["track"] == track)
+    ]
     if not docs:
-        have = [TASK_FOR_TYPE[t] for t in TASK_TYPES if by_type.get(t)]
-        raise DataError(
-            str(path), "", "task_type",
-            f"no {task_type!r} rows, so task {TASK_FOR_TYPE[task_type]} has nothing to evaluate; "
-            f"run only the tasks this data has: --tasks {','.join(have)}",
-        )  # fmt: skip
+        what = " and ".join(x for x in (task_type and f"task type {task_type!r}", track and f"track {track!r}") if x)
+        log.warning("%s: absent: %s has no %s rows (n = 0), nothing to evaluate", task or what, path, what)
     return docs
 
 
-def load_dataset(task_type: str, default_data: str | os.PathLike, data: str | None = None,
-                 data_format: str | None = None, skip_invalid: Any = None, **_metadata: Any):  # fmt: skip
+def load_dataset(
+    task_type: str | None = None,
+    default_data: str | os.PathLike | None = None,
+    data: str | None = None,
+    data_format: str | None = None,
+    skip_invalid: Any = None,
+    track: str | None = None,
+    env: str = DATA_ENV,
+    task: str | None = None,
+    **_metadata: Any,
+):
     """lm-eval ``custom_dataset``: a ``DatasetDict`` with one ``test`` split.  lm-eval passes the task's
     ``metadata`` (which includes ``--model_args`` and ``--metadata``) and ``dataset_kwargs`` as keywords."""
     import datasets
 
-    docs = load_docs(task_type, default_data, data, data_format, skip_invalid)
-    features = datasets.Features(
-        {
-            "input_field": datasets.Value("string"),
-            "task_name": datasets.Value("string"),
-            "task_type": datasets.Value("string"),
-            "metric": datasets.Value("string"),
-            "track": datasets.Value("string"),
-            "is_multiple_choice": datasets.Value("bool"),
-            "output_field_json": datasets.Value("string"),
-            "labels": datasets.Sequence(datasets.Value("string")),
-            "row": datasets.Value("int64"),
-            "origin": datasets.Value("string"),
-        }
-    )
-    return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs, features=features)})
+    docs = load_docs(task_type, default_data, data, data_format, skip_invalid, track, env, task)
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs, features=dataset_features())})
 
 
 # --------------------------------------------------------------------------- prompt and targets
@@ -171,18 +145,15 @@ def doc_to_text(doc: dict) -> str:
 
 def doc_to_target(doc: dict) -> str:
     """The truth written as the official parser reads it (logged as ``target``)."""
-    return format_answer(doc_to_record(doc))
-
-
-_OPTION = re.compile(r"^\s*(\d{1,3})[.)]\s*\S", re.MULTILINE)
+    return task_types.get(doc["task_type"]).format_answer(json.loads(doc["output_field_json"]))
 
 
 def doc_to_choice(doc: dict) -> list[str]:
-    """Log-likelihood multiple choice: the option indices ``"0" .. "N-1"`` (N = the largest option number
-    in the prompt + 1, at least the truth + 1), so that the argmax position *is* the answer index."""
-    truth = json.loads(doc["output_field_json"])
-    nums = [int(x) for x in _OPTION.findall(doc["input_field"])]
-    n = max([*nums, truth, 1]) + 1
+    """Log-likelihood multiple choice: the option numbers ``"0" .. "N"`` (N the prompt's highest option), so
+    that the argmax position *is* the answer; a prompt without an option list (Shopping MMLU's rating
+    prediction) gets the ten digits, so the choices never depend on the truth."""
+    opts = parse_options(doc["input_field"])
+    n = opts.highest + 1 if opts else 10
     return [str(i) for i in range(n)]
 
 
@@ -190,107 +161,76 @@ def doc_to_choice_target(doc: dict) -> int:
     return int(json.loads(doc["output_field_json"]))
 
 
-# --------------------------------------------------------------------------- filters
+# --------------------------------------------------------------------------- filters: one per protocol
 
 
-def _extract_all(resps: list[list[str]], docs: list[dict], extractor: str) -> list[dict]:
+def _extract_all(resps: list[list[str]], docs: list[dict], protocol: str) -> list[dict]:
+    from .scoring.protocols import read
+
     out = []
     for inst, doc in zip(resps, docs, strict=True):
         response = inst[0] if isinstance(inst, list | tuple) else inst
         labels = list(doc.get("labels") or []) or None
-        e = extract(doc["task_type"], response, extractor, prompt=doc["input_field"], labels=labels)
-        out.append({"value": e.value, "failed": bool(e.failed)})
+        e = read(protocol, doc["task_type"], response, doc["input_field"], labels)
+        out.append({"protocol": protocol, "value": e.value, "failed": bool(e.failed)})
     return out
 
 
 def official_filter(resps: list[list[str]], docs: list[dict]) -> list[dict]:
-    """``official`` pipeline: the protocol's parser (:func:`shop_eval.extract.extract`, extractor
-    ``official``) on the first response of each doc."""
+    """``official`` pipeline: the kit's parser on the first response of each doc."""
     return _extract_all(resps, docs, "official")
 
 
 def flexible_filter(resps: list[list[str]], docs: list[dict]) -> list[dict]:
-    """``flexible`` pipeline: the robust extractor (extractor ``flexible``, with the prompt and the label set)."""
+    """``flexible`` pipeline: the robust extractor (with the prompt and the label set)."""
     return _extract_all(resps, docs, "flexible")
+
+
+def shoppingmmlu_filter(resps: list[list[str]], docs: list[dict]) -> list[dict]:
+    """``shoppingmmlu`` pipeline: the Shopping MMLU authors' reading (scored by their metrics)."""
+    return _extract_all(resps, docs, "shoppingmmlu")
 
 
 # --------------------------------------------------------------------------- results and aggregation
 
 
-class Pending(NamedTuple):
-    """An embedding-metric row, scored in the aggregation (batched) rather than one by one."""
-
-    value: str
-    truth: Any
-
-
-def _item(rec: Record, value: Any) -> tuple[str, str, Any]:
-    if rec.metric in EMBEDDING_METRICS:
-        x: Any = Pending(value, rec.output_field)
-    elif rec.metric == "micro f1":
-        x = ner_counts(value, rec.output_field)
-    else:
-        x = example_score(rec.metric, value, rec.output_field, rec.task_type)
-    return (rec.task_name, rec.metric, x)
-
-
-def _results(rec: Record, item: tuple, failed: bool) -> dict:
-    out: dict[str, Any] = {"shop_score": item, "parse_failure": float(failed)}
+def _results(rec, row: RowScore) -> dict:
+    out: dict[str, Any] = {"shop_score": row, "parse_failure": row}
     if rec.task_type == "generation":
         for m, key in METRIC_KEYS.items():
-            out[key] = item if m == rec.metric else None
+            out[key] = row if m == rec.metric else None
     return out
 
 
 def process_results(doc: dict, results: list) -> dict:
-    """Generative tasks: ``results`` is ``[{"value", "failed"}]`` from the active filter pipeline."""
+    """Generative tasks: ``results`` is ``[{"protocol", "value", "failed"}]`` from the active filter pipeline."""
     rec = doc_to_record(doc)
     res = results[0]
-    return _results(rec, _item(rec, res["value"]), res["failed"])
+    return _results(rec, score_row(res["protocol"], rec, Extraction(res["value"], res["failed"])))
 
 
 def process_results_ll(doc: dict, results: list) -> dict:
-    """Log-likelihood multiple choice: the answer is the option with the highest log-likelihood
-    (it cannot fail on format).  ``results`` is one ``(loglikelihood, is_greedy)`` per option."""
+    """Log-likelihood multiple choice: the answer is the option with the highest log-likelihood (it cannot
+    fail on format), scored by the kit's accuracy.  ``results`` is one ``(loglikelihood, is_greedy)`` per option."""
     rec = doc_to_record(doc)
-    lls = [r[0] for r in results]
-    pred = max(range(len(lls)), key=lambda i: (lls[i], -i))  # first maximum, as numpy's argmax
-    return _results(rec, _item(rec, pred), False)
+    pred = argmax_first([r[0] for r in results])
+    return _results(rec, score_row("official", rec, Extraction(pred, False)))
 
 
-def _resolve_pending(items: list[tuple]) -> list[tuple]:
-    """Score the embedding rows in one batch per metric; rows whose model cannot be loaded are dropped
-    (with a warning), as ``shop-eval score`` leaves their task names unscored."""
-    pending: dict[str, list[int]] = defaultdict(list)
-    for i, (_, metric, x) in enumerate(items):
-        if isinstance(x, Pending) or (metric in EMBEDDING_METRICS and isinstance(x, list | tuple) and len(x) == 2):
-            pending[metric].append(i)
-    if not pending:
-        return items
-    items = list(items)
-    drop: set[int] = set()
-    for metric, idx in pending.items():
-        try:
-            emb = Embedder.for_metric(metric)
-        except EmbeddingModelUnavailable as exc:
-            log.warning("metric %s unavailable, its rows are left out: %s", metric, exc)
-            drop.update(idx)
-            continue
-        sims = emb.similarity([items[i][2][0] for i in idx], [items[i][2][1] for i in idx])
-        for i, s in zip(idx, sims, strict=True):
-            items[i] = (items[i][0], metric, s)
-    return [it for i, it in enumerate(items) if i not in drop]
+def _rows(items: list) -> list[RowScore]:
+    return [RowScore(*x) for x in items if x is not None]
 
 
 def agg_score(items: list) -> float:
     """The protocol's aggregation over the rows that carry this metric: per task name, then the mean."""
-    rows = [tuple(x) for x in items if x is not None]
-    rows = _resolve_pending(rows)
+    rows = aggregate.resolve_pending(_rows(items))
     if not rows:
         return math.nan
-    return aggregate_tasks(rows)
+    return aggregate.mean_over_tasks(rows)
 
 
-def agg_mean(items: list) -> float:
-    xs = [float(x) for x in items if x is not None]
-    return sum(xs) / len(xs) if xs else math.nan
+def agg_parse_failure(items: list) -> float:
+    return aggregate.parse_failure_rate(_rows(items))
+
+
+__all__ += ["Pending"]

@@ -1,4 +1,4 @@
-"""Loaders for the three input formats, all producing :class:`~shop_eval.records.Record`.
+"""Loaders for the input formats, all producing :class:`~shop_eval.records.Record`.
 
 * ``shopbench``: ShopBench JSON Lines (the official development format; the kit names it ``.json``
   but it is one object a line).  Every field but ``is_multiple_choice`` and ``track`` is required.
@@ -18,11 +18,13 @@
   - multiple choice ``"1"`` → ``1``; retrieval ``"1, 4, 5"`` → ``[1, 4, 5]``;
   - ranking: an ordering of 1-based candidate indices, best first (``"4, 2, 1, 3"``) becomes one
     relevance weight per candidate in prompt order: with ``n`` ranked items, the item at rank ``r``
-    (1-based) gets weight ``n - r``; candidates not named get 0.  So ``"4, 2, 1, 3"`` →
-    ``[1, 2, 0, 3]``: a response that repeats the ordering scores NDCG 1, and any other order less;
+    (1-based) gets weight ``n - r + 1``; candidates not named get 0.  So ``"4, 2, 1, 3"`` →
+    ``[2, 3, 1, 4]``: a response that repeats the ordering scores NDCG 1, and any other order less;
   - NER: the official NER parser applied to the output text (so the truth is exactly what the
     official extractor would read from it);
   - generation and classification: the stripped text (metric ``rougel`` / ``accuracy``).
+
+* ``shoppingmmlu``: a Shopping MMLU ``data/`` folder or one of its files (:mod:`shop_eval.shoppingmmlu`).
 
 Bad input raises :class:`~shop_eval.records.DataError` naming file, line/row and field; with
 ``skip_invalid=True`` the row is counted and reported in :attr:`LoadResult.skipped` instead.
@@ -30,17 +32,18 @@ Bad input raises :class:`~shop_eval.records.DataError` naming file, line/row and
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .io import read_text
-from .records import DEFAULT_METRIC, DataError, Record, make_record
+from . import shoppingmmlu, task_types
+from .errors import DataError
+from .io import iter_json_array, iter_json_lines, json_kind, read_text
+from .records import DEFAULT_METRIC, Record, make_record
 
-FORMATS = ("auto", "shopbench", "ec-guide", "alpaca")
+FORMATS = ("auto", "shopbench", "ec-guide", "alpaca", "shoppingmmlu")
 
 _FOLDER_TYPES = {
     "generation": "generation",
@@ -52,28 +55,10 @@ _FOLDER_TYPES = {
     "classification": "classification",
 }
 
-_TYPE_ALIASES = {
-    "multiple choice": "multiple-choice",
-    "multi choice": "multiple-choice",
-    "multichoice": "multiple-choice",
-    "mcq": "multiple-choice",
-    "retrieval": "retrieval",
-    "rank": "ranking",
-    "ranking": "ranking",
-    "rankings": "ranking",
-    "named entity recognition": "named_entity_recognition",
-    "ner": "named_entity_recognition",
-    "generation": "generation",
-    "classification": "classification",
-}
-
 
 def canonical_task_type(label: str) -> str | None:
     """Map a noisy task-type label ("Multiple Choice", "rank", "named-entity-recognition") to a canonical one."""
-    if not isinstance(label, str):
-        return None
-    key = re.sub(r"[\s_\-]+", " ", label.strip().lower())
-    return _TYPE_ALIASES.get(key)
+    return task_types.canonical(label)
 
 
 @dataclass
@@ -85,16 +70,23 @@ class LoadResult:
     quirks: Counter = field(default_factory=Counter)
     #: per record, "file:line" where it came from
     origins: list[str] = field(default_factory=list)
+    #: per record, its position among all rows read (valid and skipped), in file order
+    positions: list[int] = field(default_factory=list)
+    #: rows read, valid and skipped (None when a syntax error ended a file before its end)
+    rows_read: int | None = 0
     files: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def extend(self, other: LoadResult) -> None:
+        base = self.rows_read or 0
         self.records += other.records
         self.skipped += other.skipped
         self.quirks.update(other.quirks)
         self.origins += other.origins
+        self.positions += [base + p for p in other.positions]
+        self.rows_read = None if self.rows_read is None or other.rows_read is None else base + other.rows_read
         self.files += other.files
 
     def report(self) -> dict[str, Any]:
@@ -107,61 +99,6 @@ class LoadResult:
             "skipped_examples": [str(e) for e in self.skipped[:10]],
             "quirks": dict(self.quirks),
         }
-
-
-# --------------------------------------------------------------------------- JSON readers
-
-
-def iter_jsonl(text: str, source: str):
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:  # handed on, so that a skip can go on to the next line
-            obj = DataError(source, f"line {lineno}", None, f"invalid JSON: {exc.msg} (column {exc.colno})")
-        yield f"line {lineno}", obj
-
-
-_WS = re.compile(r"[ \t\n\r]*")
-
-
-def iter_json_array(text: str, source: str):
-    """Yield ("row R (line L)", element) for a JSON array, decoding element by element so that an
-    error names its row and line."""
-    dec = json.JSONDecoder()
-    i = _WS.match(text, 0).end()
-    if text[i : i + 1] != "[":
-        raise DataError(source, "line 1", None, "expected a JSON array")
-    i = _WS.match(text, i + 1).end()
-    if text[i : i + 1] == "]":
-        return
-    row, last_pos, last_line = 0, 0, 1
-    while True:
-        row += 1
-        last_line += text.count("\n", last_pos, i)
-        last_pos = i
-        try:
-            obj, end = dec.raw_decode(text, i)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                source, f"row {row} (line {exc.lineno})", None, f"invalid JSON: {exc.msg} (column {exc.colno})"
-            ) from None
-        yield f"row {row} (line {last_line})", obj
-        i = _WS.match(text, end).end()
-        c = text[i : i + 1]
-        if c == ",":
-            i = _WS.match(text, i + 1).end()
-            continue
-        if c == "]":
-            return
-        line = last_line + text.count("\n", last_pos, i)
-        raise DataError(source, f"row {row} (line {line})", None, "invalid JSON: expected ',' or ']' after the row")
-
-
-def json_kind(text: str) -> str:
-    i = _WS.match(text, 0).end()
-    return {"[": "array", "{": "lines"}.get(text[i : i + 1], "unknown")
 
 
 # --------------------------------------------------------------------------- converters
@@ -290,9 +227,11 @@ def record_from_alpaca(obj: Any, source: str, where: str, task_name: str, result
 def detect_format(path: str | Path, text: str | None = None) -> str:
     path = Path(path)
     if path.is_dir():
-        return "ec-guide"
+        return "shoppingmmlu" if shoppingmmlu.is_shoppingmmlu_folder(path) else "ec-guide"
     if path.suffix == ".jsonl":
         return "shopbench"
+    if shoppingmmlu.is_shoppingmmlu_file(path):
+        return "shoppingmmlu"
     text = read_text(path) if text is None else text
     kind = json_kind(text)
     if kind == "lines":
@@ -303,27 +242,38 @@ def detect_format(path: str | Path, text: str | None = None) -> str:
     raise DataError(str(path), "line 1", None, "cannot tell the format: expected JSON Lines or a JSON array")
 
 
-def _load_file(path: Path, fmt: str, skip_invalid: bool, root: Path | None) -> LoadResult:
+def _load_file(path: Path, fmt: str, skip_invalid: bool, root: Path | None, skill_map=None) -> LoadResult:
     source = str(path)
     result = LoadResult(files=[source])
-    text = read_text(path)
     if fmt == "auto":
-        fmt = detect_format(path, text)
+        fmt = detect_format(path)
+    if fmt == "shoppingmmlu":
+        rows = shoppingmmlu.iter_file(path, result.quirks, skill_map)
+        text = ""
+    else:
+        text = read_text(path)
+        if fmt == "auto":
+            fmt = detect_format(path, text)
     rel = path.relative_to(root) if root else Path(path.parent.name) / path.name
     task_name = rel.with_suffix("").as_posix()
     folder_type = _FOLDER_TYPES.get(rel.parts[0].lower()) if len(rel.parts) > 1 else None
-    if fmt == "shopbench":
-        rows = iter_jsonl(text, source) if json_kind(text) == "lines" else iter_json_array(text, source)
+    if fmt == "shoppingmmlu":
+        pass
+    elif fmt == "shopbench":
+        rows = iter_json_lines(text, source) if json_kind(text) == "lines" else iter_json_array(text, source)
     elif fmt in ("ec-guide", "alpaca"):
         rows = iter_json_array(text, source)
     else:
         raise ValueError(f"unknown format {fmt!r} (one of {FORMATS})")
     try:
         for where, obj in rows:
+            result.rows_read += 1
             try:
                 if isinstance(obj, DataError):
                     raise obj
-                if fmt == "shopbench":
+                if fmt == "shoppingmmlu":
+                    rec = obj
+                elif fmt == "shopbench":
                     rec = _shopbench_row(obj, source, where, result)
                 elif fmt == "ec-guide":
                     rec = _ec_guide_row(obj, source, where, task_name, folder_type, result)
@@ -336,11 +286,13 @@ def _load_file(path: Path, fmt: str, skip_invalid: bool, root: Path | None) -> L
                 continue
             result.records.append(rec)
             result.origins.append(f"{source}:{where}")
+            result.positions.append(result.rows_read - 1)
     except DataError as err:
         # a JSON syntax error ends the file: rows already read are kept when skipping
         if not skip_invalid or err in result.skipped:
             raise
         result.skipped.append(err)
+        result.rows_read = None
     if fmt == "ec-guide":
         _split_mixed_metrics(result)
     return result
@@ -369,7 +321,19 @@ def load_records(path: str | Path, fmt: str = "auto", skip_invalid: bool = False
     """Load a file or a folder of files in any supported format (see module docstring)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
+        raise DataError(str(path), "", None, "no such file or folder")
+    if fmt not in FORMATS:
+        raise DataError(str(path), "", None, f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+    if path.is_dir() and (fmt == "shoppingmmlu" or (fmt == "auto" and shoppingmmlu.is_shoppingmmlu_folder(path))):
+        files = shoppingmmlu.files_of(path)
+        if not files:
+            raise DataError(str(path), "", None, "a Shopping MMLU folder without data files")
+        skills = path / "skills"
+        skill_map = shoppingmmlu.skill_tasks(skills) if skills.is_dir() else {}
+        result = LoadResult()
+        for f in files:
+            result.extend(_load_file(f, "shoppingmmlu", skip_invalid, root=path, skill_map=skill_map))
+        return result
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".jsonl") and p.is_file())
         if not files:

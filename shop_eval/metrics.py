@@ -1,10 +1,12 @@
-"""The protocol's metrics, one definition each, used by the offline scorer and the lm-eval tasks.
+"""The metrics, one definition each: the kit's (``official``, also used by ``flexible``) and the Shopping MMLU
+authors' variants where their code differs (:mod:`shop_eval.scoring.protocols` picks them).
 
-Per example: accuracy, hit rate@3, ndcg, rougel, bleu / jp-bleu, the sentence-transformer cosines,
-and for micro F1 the (tp, fp, fn) counts that are pooled per task.  Aggregation: per task name
-(mean, or pooled F1), then the mean over task names (:func:`aggregate_tasks`).
+Per example: accuracy, hit rate@3, ndcg, rougel, bleu / jp-bleu, the sentence-transformer cosines, and for
+micro F1 the (tp, fp, fn) counts that are pooled per task.  A metric that cannot give a number on a row —
+where the authors' code raises or yields NaN — raises :class:`MetricFailure`; the scorer scores that row 0
+and counts it as a parse failure.
 
-Classification (a project extension) uses ``accuracy`` on :func:`~shop_eval.extract.normalize_label`.
+Aggregation over rows lives in :mod:`shop_eval.scoring.aggregate`.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 
-from .extract import normalize_label
+from .task_types._text import first_line
 
 EMBEDDING_METRICS = {
     "sent-transformer": "all-MiniLM-L6-v2",
@@ -32,15 +34,19 @@ EMBEDDING_MODEL_ENV = {
 }
 
 
-# --------------------------------------------------------------------------- exact metrics
+class MetricFailure(ArithmeticError):
+    """The metric has no value on this row (the reference code raises or returns NaN)."""
 
 
-def accuracy(value: Any, truth: Any) -> float:
-    return float(value == truth)
+class Counts(NamedTuple):
+    """A micro-F1 row: its true positives, false positives, false negatives."""
+
+    tp: int
+    fp: int
+    fn: int
 
 
-def label_accuracy(value: Any, truth: str) -> float:
-    return float(normalize_label(value) == normalize_label(truth) and normalize_label(truth) != "")
+# --------------------------------------------------------------------------- the kit's metrics
 
 
 def hit_rate_3(value: Sequence[int], truth: Sequence[int]) -> float:
@@ -48,38 +54,48 @@ def hit_rate_3(value: Sequence[int], truth: Sequence[int]) -> float:
 
 
 def ndcg(value: Sequence[int], truth: Sequence[float]) -> float:
-    """The protocol's NDCG: the extracted list cut to len(truth); rel = truth[i-1] for a 1-based index
-    inside 1..len(truth), else 0; IDCG over all truth weights sorted decreasingly; 0 when IDCG is 0."""
+    """The kit's NDCG: the extracted list cut to len(truth); ``rel = truth[index - 1]`` whenever
+    ``index - 1 < len(truth)``, else 0 — Python indexing, so index 0 reads the last weight; IDCG over all
+    truth weights sorted decreasingly; 0 when IDCG is 0."""
     n = len(truth)
     dcg = 0.0
     for pos, idx in enumerate(value[:n], 1):
-        rel = truth[idx - 1] if 1 <= idx <= n else 0
+        rel = truth[idx - 1] if idx - 1 < n else 0
         dcg += (2.0**rel - 1) / math.log2(pos + 1)
-    idcg = 0.0
-    for pos, rel in enumerate(sorted(truth, reverse=True), 1):
-        idcg += (2.0**rel - 1) / math.log2(pos + 1)
+    idcg = _idcg(truth)
     return dcg / idcg if idcg != 0 else 0.0
 
 
-def ner_counts(value: Sequence[str], truth: Sequence[str]) -> tuple[int, int, int]:
-    pred = [str(v).lower().strip() for v in value]
+def _idcg(truth: Sequence[float]) -> float:
+    return sum((2.0**rel - 1) / math.log2(pos + 1) for pos, rel in enumerate(sorted(truth, reverse=True), 1))
+
+
+def ner_counts(value: Sequence[str], truth: Sequence[str]) -> Counts:
+    """Per row: the extracted entities lower-cased with spaces stripped (``lstrip(" ").rstrip(" ")``, as the
+    kit's code), the truth lower-cased; tp = |pred ∩ truth| as sets, fp = len(pred) - tp, fn = len(truth) - tp."""
+    pred = [str(v).lower().lstrip(" ").rstrip(" ") for v in value]
     gold = [t.lower() for t in truth]
     tp = len(set(pred) & set(gold))
-    return tp, len(pred) - tp, len(gold) - tp
+    return Counts(tp, len(pred) - tp, len(gold) - tp)
 
 
 def f1_from_counts(tp: float, fp: float, fn: float) -> float:
+    """F1 = 2PR/(P+R); P (R) is 0 when nothing was predicted (nothing was true); 0 when P+R is 0."""
     p = tp / (tp + fp) if tp + fp > 0 else 0.0
     r = tp / (tp + fn) if tp + fn > 0 else 0.0
     return 2 * p * r / (p + r) if p + r > 0 else 0.0
 
 
-def pooled_f1(counts: Iterable[Sequence[float]]) -> float:
-    """Micro F1 over a task: sum tp, fp, fn over its examples, then F1."""
+def sum_counts(counts: Iterable[Sequence[float]]) -> Counts:
     tp = fp = fn = 0
     for c in counts:
         tp, fp, fn = tp + c[0], fp + c[1], fn + c[2]
-    return f1_from_counts(tp, fp, fn)
+    return Counts(tp, fp, fn)
+
+
+def pooled_f1(counts: Iterable[Sequence[float]]) -> float:
+    """Micro F1 over a task: sum tp, fp, fn over its rows, then F1."""
+    return f1_from_counts(*sum_counts(counts))
 
 
 @lru_cache(maxsize=1)
@@ -110,7 +126,7 @@ def rougel(value: str, truth: str) -> float:
 
 
 def bleu_first_line(value: str) -> str:
-    return value.lstrip("\n").rstrip("\n").split("\n")[0]
+    return first_line(value)
 
 
 def bleu(value: str, truth: str, japanese: bool = False) -> float:
@@ -132,25 +148,37 @@ def bleu(value: str, truth: str, japanese: bool = False) -> float:
     return out.score / 100
 
 
-def example_score(metric: str, value: Any, truth: Any, task_type: str | None = None) -> float:
-    """Per-example score for every metric but the embedding ones (micro F1: the example's own F1)."""
-    if metric == "accuracy":
-        return label_accuracy(value, truth) if task_type == "classification" else accuracy(value, truth)
-    if metric == "hit rate@3":
-        return hit_rate_3(value, truth)
-    if metric == "ndcg":
-        return ndcg(value, truth)
-    if metric == "micro f1":
-        return f1_from_counts(*ner_counts(value, truth))
-    if metric == "rougel":
-        return rougel(value, truth)
-    if metric == "bleu":
-        return bleu(value, truth)
-    if metric == "jp-bleu":
-        return bleu(value, truth, japanese=True)
-    if metric in EMBEDDING_METRICS:
-        return Embedder.for_metric(metric).similarity([value], [truth])[0]
-    raise ValueError(f"unknown metric {metric!r}")
+# --------------------------------------------------------------------------- the Shopping MMLU authors' variants
+
+
+def ndcg_unguarded(value: Sequence[int], truth: Sequence[float]) -> float:
+    """The authors' NDCG: the kit's lookup without its guards.  An index below ``-len(truth)`` raises there
+    (IndexError), all-zero weights give 0/0 = NaN: both are :class:`MetricFailure` here.  Repeated indices
+    count every time, so the score can exceed 1."""
+    n = len(truth)
+    dcg = 0.0
+    for pos, idx in enumerate(value[:n], 1):
+        if idx - 1 < n:
+            if idx - 1 < -n:
+                raise MetricFailure(f"ranking index {idx} is out of range for {n} candidates")
+            rel = truth[idx - 1]
+        else:
+            rel = 0
+        dcg += (2.0**rel - 1) / math.log2(pos + 1)
+    idcg = _idcg(truth)
+    if idcg == 0:
+        raise MetricFailure("all relevance weights are 0 (NaN in the authors' code)")
+    return dcg / idcg
+
+
+def f1_from_counts_unguarded(tp: float, fp: float, fn: float) -> float:
+    """The authors' pooled F1: precision tp/(tp+fp) and recall tp/(tp+fn) divide by zero when nothing was
+    predicted (or nothing was true) over the whole task — :class:`MetricFailure` here."""
+    if tp + fp == 0:
+        raise MetricFailure("nothing was predicted in this task (ZeroDivisionError in the authors' code)")
+    if tp + fn == 0:
+        raise MetricFailure("the task has no true entities (ZeroDivisionError in the authors' code)")
+    return f1_from_counts(tp, fp, fn)
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -237,25 +265,3 @@ def _cuda() -> bool:
         return torch.cuda.is_available()
     except Exception:
         return False
-
-
-# --------------------------------------------------------------------------- aggregation
-
-
-def task_score(metric: str, items: Sequence[Any]) -> float:
-    """One task's score: pooled F1 over (tp, fp, fn) items for micro F1, else the mean."""
-    if metric == "micro f1":
-        return pooled_f1(items)
-    return float(sum(items) / len(items)) if items else float("nan")
-
-
-def aggregate_tasks(items: Iterable[tuple[str, str, Any]]) -> float:
-    """The protocol's aggregation: items are (task_name, metric, per-example score or NER counts);
-    each task name is scored on its own (mean, or pooled F1), then the mean over task names."""
-    tasks: dict[str, tuple[str, list]] = {}
-    for name, metric, x in items:
-        tasks.setdefault(name, (metric, []))[1].append(x)
-    if not tasks:
-        return float("nan")
-    scores = [task_score(m, xs) for m, xs in tasks.values()]
-    return float(sum(scores) / len(scores))

@@ -1,15 +1,15 @@
 """The one validated record type for a ShopBench example (evaluation or training).
 
 Fields are the ShopBench ones (``input_field``, ``output_field``, ``task_name``, ``task_type``,
-``metric``, ``is_multiple_choice``, ``track``).  The truth in ``output_field`` is checked against
-its task type:
+``metric``, ``is_multiple_choice``, ``track``).  The truth in ``output_field`` is checked by its task type
+(:mod:`shop_eval.task_types`), against the prompt's numbered options where it has any:
 
 ================================  =====================================================
 task type                         truth
 ================================  =====================================================
-``multiple-choice``               int (0-based option index)
-``retrieval``                     non-empty list of int (candidate indices)
-``ranking``                       non-empty list of relevance weights, one per candidate
+``multiple-choice``               int >= 0 (the right option's number; one of the prompt's options)
+``retrieval``                     non-empty list of int >= 0 (candidate numbers; among the prompt's)
+``ranking``                       non-empty list of finite relevance weights, one per candidate
 ``named_entity_recognition``      list of str
 ``generation``                    str (or a non-empty list of str for the
                                   sentence-transformer metrics, as the kit allows)
@@ -23,117 +23,24 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-TaskType = Literal[
-    "multiple-choice",
-    "retrieval",
-    "ranking",
-    "named_entity_recognition",
-    "generation",
-    "classification",
-]
-TASK_TYPES: tuple[str, ...] = (
-    "multiple-choice",
-    "retrieval",
-    "ranking",
-    "named_entity_recognition",
-    "generation",
-    "classification",
-)
-#: short names used for lm-eval task names (``shop_<short>``) and tables
-SHORT_NAMES: dict[str, str] = {
-    "multiple-choice": "multiple_choice",
-    "retrieval": "retrieval",
-    "ranking": "ranking",
-    "named_entity_recognition": "ner",
-    "generation": "generation",
-    "classification": "classification",
-}
+from . import task_types
+from .errors import DataError
 
-OFFICIAL_METRICS: tuple[str, ...] = (
-    "accuracy",
-    "hit rate@3",
-    "ndcg",
-    "micro f1",
-    "rougel",
-    "sent-transformer",
-    "multilingual-sent-transformer",
-    "bleu",
-    "jp-bleu",
-)
-GENERATION_METRICS = ("rougel", "sent-transformer", "multilingual-sent-transformer", "bleu", "jp-bleu")
-METRICS_FOR_TYPE: dict[str, tuple[str, ...]] = {
-    "multiple-choice": ("accuracy",),
-    "retrieval": ("hit rate@3",),
-    "ranking": ("ndcg",),
-    "named_entity_recognition": ("micro f1",),
-    "generation": GENERATION_METRICS,
-    "classification": ("accuracy",),
-}
-DEFAULT_METRIC: dict[str, str] = {
-    "multiple-choice": "accuracy",
-    "retrieval": "hit rate@3",
-    "ranking": "ndcg",
-    "named_entity_recognition": "micro f1",
-    "generation": "rougel",
-    "classification": "accuracy",
-}
+__all__ = ["DataError", "Record", "make_record", "TASK_TYPES", "SHORT_NAMES", "DEFAULT_METRIC", "METRICS"]
+
+TASK_TYPES: tuple[str, ...] = task_types.TASK_TYPES
+TaskType = Literal[TASK_TYPES]  # type: ignore[valid-type]
+#: short names used for lm-eval task names (``shop_<short>``) and tables
+SHORT_NAMES: dict[str, str] = {t: task_types.get(t).short for t in TASK_TYPES}
+DEFAULT_METRIC: dict[str, str] = {t: task_types.get(t).default_metric for t in TASK_TYPES}
+METRICS_FOR_TYPE: dict[str, tuple[str, ...]] = {t: task_types.get(t).metrics for t in TASK_TYPES}
+#: every metric name, in the order of the task types
+METRICS: tuple[str, ...] = tuple(dict.fromkeys(m for t in TASK_TYPES for m in METRICS_FOR_TYPE[t]))
 DEFAULT_TRACK = "default"
 
 
-class DataError(ValueError):
-    """Bad input: names the file, the line or row, and the field."""
-
-    def __init__(self, source: str, where: str, field: str | None, message: str):
-        self.source, self.where, self.field, self.message = source, where, field, message
-        loc = f"{source}:{where}" if where else source
-        fld = f" field '{field}':" if field else ""
-        super().__init__(f"{loc}:{fld} {message}")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # not NaN
-
-
-def truth_error(task_type: str, metric: str, truth: Any) -> str | None:
-    """Why ``truth`` is not a valid truth for ``task_type`` (None when it is)."""
-    if task_type in ("multiple-choice",):
-        return None if _is_int(truth) else f"expected an int option index, got {type(truth).__name__} {truth!r:.60}"
-    if task_type == "retrieval":
-        if not isinstance(truth, list) or not truth or not all(_is_int(x) for x in truth):
-            return f"expected a non-empty list of int, got {truth!r:.60}"
-        return None
-    if task_type == "ranking":
-        if not isinstance(truth, list) or not truth or not all(_is_number(x) for x in truth):
-            return f"expected a non-empty list of relevance weights, got {truth!r:.60}"
-        return None
-    if task_type == "named_entity_recognition":
-        if not isinstance(truth, list) or not all(isinstance(x, str) for x in truth):
-            return f"expected a list of str, got {truth!r:.60}"
-        return None
-    if task_type == "generation":
-        if isinstance(truth, str):
-            return None
-        if (
-            metric in ("sent-transformer", "multilingual-sent-transformer")
-            and isinstance(truth, list)
-            and truth
-            and all(isinstance(x, str) for x in truth)
-        ):
-            return None
-        return f"expected a str, got {type(truth).__name__} {truth!r:.60}"
-    if task_type == "classification":
-        if isinstance(truth, str) and truth.strip():
-            return None
-        return f"expected a non-empty str label, got {truth!r:.60}"
-    return f"unknown task_type {task_type!r}"
-
-
 class Record(BaseModel):
-    """One ShopBench example.  ``output_field`` is checked against ``task_type`` and ``metric``."""
+    """One ShopBench example.  ``output_field`` is checked against ``task_type``, ``metric`` and the prompt."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -155,12 +62,12 @@ class Record(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Record:
-        allowed = METRICS_FOR_TYPE[self.task_type]
-        if self.metric not in allowed:
+        tt = task_types.get(self.task_type)
+        if self.metric not in tt.metrics:
             raise ValueError(
-                f"metric: {self.metric!r} does not fit task_type {self.task_type!r} (expected one of {list(allowed)})"
+                f"metric: {self.metric!r} does not fit task_type {self.task_type!r} (expected one of {list(tt.metrics)})"
             )
-        err = truth_error(self.task_type, self.metric, self.output_field)
+        err = tt.truth_error(self.output_field, self.metric, self.input_field)
         if err:
             raise ValueError(f"output_field: {err}")
         return self

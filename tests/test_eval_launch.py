@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from shop_eval.cli import main
-from shop_eval.eval_launch import TASKS_DIR, EvalSpec, build_command
+from shop_eval.eval_launch import EvalSpec, build_command
+from shop_eval.resources import tasks_dir
+
+TASKS_DIR = tasks_dir()
 
 REPO = Path(__file__).resolve().parents[1]
 

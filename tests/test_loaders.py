@@ -186,8 +186,13 @@ def test_missing_path_and_empty_folder(tmp_path):
 
 
 def test_real_ec_guide(ec_guide_dir):
-    res = load_records(ec_guide_dir)
-    assert len(res) == 52422 and not res.skipped
+    res = load_records(ec_guide_dir, skip_invalid=True)
+    assert len(res) + len(res.skipped) == 52422 == res.rows_read
+    # five MCQ/SAP truths name an option the prompt does not have (3 of 0-2): rejected, with their place
+    assert len(res.skipped) == 5
+    assert all("MCQ/SAP.json" in e.source and "not one of the prompt's options [0, 1, 2]" in e.message
+               for e in res.skipped)  # fmt: skip
+    assert res.positions == sorted(res.positions) and len(set(res.positions)) == len(res)
     assert res.quirks["MCQ/ACR: task_type 'generation' in a multiple-choice file"] == 5828
     assert sum(n for q, n in res.quirks.items() if "'bool'" in q) == 1001
 

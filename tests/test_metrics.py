@@ -43,7 +43,8 @@ def test_ndcg_hand():
     idcg = 1 + 1 / math.log2(3) + (2**0.1 - 1) / 2
     assert M.ndcg([5, 1], truth) == pytest.approx(dcg / idcg, abs=1e-12)
     assert M.ndcg([], truth) == 0.0
-    assert M.ndcg([6, 0, 9], truth) == 0.0  # indices outside 1..n score 0
+    # 6 and 9 are past the candidates (relevance 0); 0 reads truth[-1] (Python indexing, as the kit)
+    assert M.ndcg([6, 0, 9], truth) == pytest.approx((2**0.1 - 1) / math.log2(3) / idcg, abs=1e-12)
     assert M.ndcg([1, 2], [0.0, 0.0]) == 0.0  # IDCG 0
     # the extracted list is cut to len(truth)
     assert M.ndcg([2, 1, 3], [1.0, 0.0]) == M.ndcg([2, 1], [1.0, 0.0])
@@ -62,10 +63,20 @@ def test_ndcg_binary_matches_sklearn(order, rel):
     assert M.ndcg(order, rel) == pytest.approx(ndcg_score([rel], [scores]), abs=1e-9)
 
 
+def test_ndcg_index_zero_reads_the_last_weight():
+    """The kit looks relevance up as ``truth[index - 1]``: index 0 is the last candidate's weight, and a score
+    above 1 is then possible (the protocol document says so)."""
+    truth = [0.0, 3.0]
+    assert M.ndcg([0], truth) == pytest.approx(1.0)  # reads 3.0 at position 1: the ideal DCG
+    assert M.ndcg([0, 2], truth) == pytest.approx((7 + 7 / math.log2(3)) / 7)
+    assert M.ndcg([0, 2], truth) > 1
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.integers(-2, 8), max_size=7, unique=True), st.lists(st.floats(0, 3), min_size=1, max_size=6))
+@given(st.lists(st.integers(1, 8), max_size=7, unique=True), st.lists(st.floats(0, 3), min_size=1, max_size=6))
 def test_ndcg_in_unit_interval(pred, truth):
-    # the seed's "1.082 NDCG" came from swapping the arguments (the ranking parser never repeats an index)
+    # the seed's "1.082 NDCG" came from swapping the arguments; with 1-based indices that never repeat (the
+    # ranking parser's output but for index 0) the protocol's NDCG is at most 1
     assert 0.0 <= M.ndcg(pred, truth) <= 1.0 + 1e-12
 
 
@@ -74,6 +85,8 @@ def test_ndcg_in_unit_interval(pred, truth):
 
 def test_ner_counts_hand():
     assert M.ner_counts(["Sony", " bose "], ["sony", "Bose"]) == (2, 0, 0)
+    # the kit strips spaces only (``lstrip(" ").rstrip(" ")``): a tab or newline stays part of the entity
+    assert M.ner_counts(["sony\t", "\nbose"], ["sony", "bose"]) == (0, 2, 2)
     assert M.ner_counts(["a", "a"], ["a"]) == (1, 1, 0)  # lengths are list lengths
     assert M.ner_counts([], ["x", "y"]) == (0, 0, 2)
     # pooled, not averaged per example
@@ -193,18 +206,33 @@ def test_embedding_model_is_the_offline_package():
 # ---------------------------------------------------------------------------- aggregation
 
 
+def _rows(items, protocol="official"):
+    from shop_eval.scoring.protocols import RowScore
+
+    return [RowScore(protocol, name, "x", metric, "track", x, False) for name, metric, x in items]
+
+
 def test_aggregate_tasks_means_tasks_first():
+    from shop_eval.scoring.aggregate import mean_over_tasks
+
     items = [("t1", "accuracy", 1.0), ("t1", "accuracy", 0.0), ("t1", "accuracy", 1.0), ("t1", "accuracy", 1.0)]
     items += [("t2", "accuracy", 0.0)]
     # per task first: (0.75 + 0.0) / 2, not the mean over the five examples (0.6)
-    assert M.aggregate_tasks(items) == pytest.approx(0.375)
-    ner = [("n", "micro f1", (1, 0, 0)), ("n", "micro f1", (0, 3, 1))]
-    assert M.aggregate_tasks(ner) == pytest.approx(M.pooled_f1([(1, 0, 0), (0, 3, 1)]))
+    assert mean_over_tasks(_rows(items)) == pytest.approx(0.375)
+    ner = [("n", "micro f1", M.Counts(1, 0, 0)), ("n", "micro f1", M.Counts(0, 3, 1))]
+    assert mean_over_tasks(_rows(ner)) == pytest.approx(M.pooled_f1([(1, 0, 0), (0, 3, 1)]))
 
 
 def test_classification_accuracy_normalises_labels():
-    assert M.example_score("accuracy", ": Positive.", "positive", "classification") == 1.0
-    assert M.example_score("accuracy", "a) Yes", "Yes\n\n", "classification") == 1.0
-    assert M.example_score("accuracy", "Negative", "positive", "classification") == 0.0
-    assert M.example_score("accuracy", "", "", "classification") == 0.0
-    assert M.example_score("accuracy", 2, 2, "multiple-choice") == 1.0
+    from shop_eval.scoring.protocols import score_value
+
+    def acc(value, truth, ttype="classification"):
+        score, failed = score_value("official", ttype, "accuracy", value, truth)
+        assert not failed
+        return score
+
+    assert acc(": Positive.", "positive") == 1.0
+    assert acc("a) Yes", "Yes\n\n") == 1.0
+    assert acc("Negative", "positive") == 0.0
+    assert acc("", "") == 0.0
+    assert acc(2, 2, "multiple-choice") == 1.0

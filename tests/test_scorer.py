@@ -8,8 +8,9 @@ import math
 import pytest
 
 from shop_eval.cli import main
-from shop_eval.loaders import load
-from shop_eval.scorer import read_predictions, score_responses
+from shop_eval.loaders import load, load_records
+from shop_eval.scoring import label_sets, score_rows
+from shop_eval.scoring.predictions import read_predictions
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def scored(fixtures_dir, tmp_path_factory):
 
 def test_hand_computed_task_scores(scored):
     result, _ = scored
-    off, flex = result["extractors"]["official"]["tasks"], result["extractors"]["flexible"]["tasks"]
+    off, flex = result["protocols"]["official"]["tasks"], result["protocols"]["flexible"]["tasks"]
     # MC: "1" right, "The answer is 1." -> -1 officially, "2" wrong
     assert off["task1"]["score"] == pytest.approx(1 / 3)
     assert off["task1"]["parse_failures"] == 1
@@ -56,17 +57,17 @@ def test_hand_computed_task_scores(scored):
 def test_aggregation_task_then_track_then_overall(scored):
     result, _ = scored
     for ext in ("official", "flexible"):
-        r = result["extractors"][ext]
+        r = result["protocols"][ext]
         tracks = {}
         for t in r["tasks"].values():
             tracks.setdefault(t["track"], []).append(t["score"])
         for track, scores in tracks.items():
             assert r["tracks"][track]["score"] == pytest.approx(sum(scores) / len(scores))
-        assert r["overall"]["score"] == pytest.approx(sum(r["tracks"][k]["score"] for k in tracks) / len(tracks))
+        assert r["mean_of_tracks"]["score"] == pytest.approx(sum(r["tracks"][k]["score"] for k in tracks) / len(tracks))
         gen = r["task_types"]["generation"]
         assert set(gen["by_metric"]) == {"rougel", "sent-transformer", "bleu", "jp-bleu"}
         assert gen["by_metric"]["bleu"]["score"] == pytest.approx(r["tasks"]["task7"]["score"])
-        assert r["overall"]["n"] == 17
+        assert r["mean_of_tracks"]["n"] == 17
         for t in r["tasks"].values():
             assert t["stderr"] is not None and t["stderr"] >= 0
 
@@ -76,7 +77,7 @@ def test_bleu_row_uses_first_line(scored):
     # "\nStainless steel bottle 750 ml\nsecond line": the first line after trimming newlines
     from shop_eval.metrics import bleu
 
-    assert result["extractors"]["official"]["tasks"]["task7"]["score"] == pytest.approx(
+    assert result["protocols"]["official"]["tasks"]["task7"]["score"] == pytest.approx(
         bleu("Stainless steel bottle 750 ml", "Stainless steel drinking bottle 750 ml")
     )
     assert rows[13]["official"]["extracted"].startswith("Stainless steel bottle")
@@ -95,12 +96,13 @@ def test_truth_as_response_scores_one(fixtures_dir, tmp_path):
     assert main(["score", str(fixtures_dir / "shopbench_dev.jsonl"), "truth", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
     for ext in ("official", "flexible"):
-        for name, t in r["extractors"][ext]["tasks"].items():
+        for name, t in r["protocols"][ext]["tasks"].items():
             assert t["score"] == pytest.approx(1.0, abs=1e-6), (ext, name)
 
 
 def test_lm_eval_samples_are_matched_by_doc(fixtures_dir, tmp_path):
-    records = load(fixtures_dir / "shopbench_dev.jsonl")
+    loaded = load_records(fixtures_dir / "shopbench_dev.jsonl")
+    records = loaded.records
     samples = tmp_path / "samples_shop_multiple_choice.jsonl"
     lines = []
     for doc_id, i in enumerate([2, 0]):
@@ -108,7 +110,7 @@ def test_lm_eval_samples_are_matched_by_doc(fixtures_dir, tmp_path):
         for filt in ("official", "flexible"):  # one line per filter pipeline, same raw response
             lines.append({"doc_id": doc_id, "doc": doc, "filter": filt, "resps": [[f" {i}"]], "filtered_resps": ["x"]})
     samples.write_text("\n".join(json.dumps(x) for x in lines))
-    idx, responses = read_predictions([samples], records)
+    idx, responses = read_predictions([samples], loaded)
     assert idx == [0, 2] and responses == [" 0", " 2"]
     # log-likelihood multiple choice: the argmax option
     ll = tmp_path / "samples_ll.jsonl"
@@ -117,15 +119,15 @@ def test_lm_eval_samples_are_matched_by_doc(fixtures_dir, tmp_path):
             {"doc_id": 0, "doc": records[0].model_dump(), "resps": [[[-3.0, False]], [[-0.5, True]], [[-9.0, False]]]}
         )
     )
-    assert read_predictions([ll], records) == ([0], ["1"])
+    assert read_predictions([ll], loaded) == ([0], ["1"])
 
 
 def test_lm_eval_sample_not_in_data_is_an_error(fixtures_dir, tmp_path):
-    records = load(fixtures_dir / "shopbench_dev.jsonl")
+    loaded = load_records(fixtures_dir / "shopbench_dev.jsonl")
     p = tmp_path / "samples_x.jsonl"
     p.write_text(json.dumps({"doc_id": 0, "doc": {"input_field": "??", "task_name": "task1"}, "resps": [["1"]]}))
     with pytest.raises(Exception, match=r"samples_x\.jsonl:line 1: field 'doc': .*not in DATA"):
-        read_predictions([p], records)
+        read_predictions([p], loaded)
 
 
 @pytest.mark.parametrize(
@@ -157,9 +159,9 @@ def test_prediction_errors(fixtures_dir, tmp_path, capsys, lines, pattern):
 
 def test_score_responses_api_counts_parse_failures(fixtures_dir):
     records = load(fixtures_dir / "shopbench_dev.jsonl")
-    r = score_responses(records, ["no idea"] * len(records), extractors=("official",))
-    mc = r["extractors"]["official"]["task_types"]["multiple-choice"]
-    assert mc["parse_failure_rate"] == 1.0 and mc["score"] == 0.0
+    r = score_rows(records, ["no idea"] * len(records), ("official",))
+    mc = r.protocols["official"].task_types["multiple-choice"]
+    assert mc.parse_failure_rate == 1.0 and mc.score == 0.0
 
 
 def test_real_ec_guide_truths_score_one(ec_guide_dir, tmp_path):
@@ -167,9 +169,9 @@ def test_real_ec_guide_truths_score_one(ec_guide_dir, tmp_path):
     longer than 3 cap hit rate@3 below 1; NER truths with surrounding spaces never match a stripped
     prediction; BLEU of strings shorter than 4 tokens is 0 without effective order)."""
     out = tmp_path / "r.json"
-    assert main(["score", str(ec_guide_dir), "truth", "--out", str(out), "--no-embeddings"]) == 0
+    assert main(["score", str(ec_guide_dir), "truth", "--out", str(out), "--no-embeddings", "--skip-invalid"]) == 0
     r = json.loads(out.read_text())
-    records = load(ec_guide_dir)
+    records = load(ec_guide_dir, skip_invalid=True)
     ceiling_retrieval = {}
     for rec in records:
         if rec.task_type == "retrieval":
@@ -177,7 +179,7 @@ def test_real_ec_guide_truths_score_one(ec_guide_dir, tmp_path):
                 min(3, len(set(rec.output_field))) / len(rec.output_field)
             )
     for ext in ("official", "flexible"):
-        tasks = r["extractors"][ext]["tasks"]
+        tasks = r["protocols"][ext]["tasks"]
         for name, t in tasks.items():
             if t["metric"] in ("accuracy",) and ext == "official":
                 assert t["score"] == 1.0, name
@@ -188,29 +190,27 @@ def test_real_ec_guide_truths_score_one(ec_guide_dir, tmp_path):
 
 
 def test_two_samples_files_answering_one_row_is_an_error(fixtures_dir, tmp_path):
-    records = load(fixtures_dir / "shopbench_dev.jsonl")
-    doc = records[0].model_dump()
+    loaded = load_records(fixtures_dir / "shopbench_dev.jsonl")
+    doc = loaded.records[0].model_dump()
     a, b = tmp_path / "samples_shop_multiple_choice.jsonl", tmp_path / "samples_shop_multiple_choice_ll.jsonl"
     a.write_text(json.dumps({"doc_id": 0, "doc": doc, "resps": [["1"]]}))
     b.write_text(json.dumps({"doc_id": 0, "doc": doc, "resps": [[["-1.0", "False"]], [["-0.1", "True"]]]}))
     with pytest.raises(Exception, match=r"DATA row 1 is also answered by .*samples_shop_multiple_choice\.jsonl"):
-        read_predictions([a, b], records)
+        read_predictions([a, b], loaded)
 
 
 def test_label_sets_come_from_all_rows(fixtures_dir):
-    from shop_eval.scorer import label_sets
-
     records = load(fixtures_dir / "shopbench_dev.jsonl")
     assert label_sets(records) == {"task9": ["Positive", "Negative"]}
     # a subset (lm-eval --limit) scored with the whole file's label sets reads a response as the full
     # run does; with only its own rows' labels, "positive" would not be a label and the answer changes
     resp = "Not positive at all. Negative."
-    full = score_responses(records, ["x"] * 16 + [resp], extractors=("flexible",))
-    sub = score_responses([records[16]], [resp], extractors=("flexible",), labels=label_sets(records))
-    alone = score_responses([records[16]], [resp], extractors=("flexible",))
-    assert full["extractors"]["flexible"]["tasks"]["task9"]["score"] == 0.0  # "positive" is named first
-    assert sub["extractors"]["flexible"]["tasks"]["task9"]["score"] == 0.0
-    assert alone["extractors"]["flexible"]["tasks"]["task9"]["score"] == 1.0
+    full = score_rows(records, ["x"] * 16 + [resp], ("flexible",))
+    sub = score_rows([records[16]], [resp], ("flexible",), labels=label_sets(records))
+    alone = score_rows([records[16]], [resp], ("flexible",))
+    assert full.protocols["flexible"].tasks["task9"].score == 0.0  # "positive" is named first
+    assert sub.protocols["flexible"].tasks["task9"].score == 0.0
+    assert alone.protocols["flexible"].tasks["task9"].score == 1.0
 
 
 def test_atomic_write_gives_a_normal_file_mode(tmp_path):
