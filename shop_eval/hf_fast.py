@@ -1,0 +1,501 @@
+"""``hf-fast``: lm-eval's ``hf`` backend with its greedy decoding loop replaced by a static-KV-cache loop
+that runs as one CUDA graph per step.
+
+Everything lm-eval does around the model stays lm-eval's own code, inherited from
+:class:`lm_eval.models.huggingface.HFLM`: model and PEFT-adapter loading (``peft=``), tokenizer, chat
+templates, request sorting and batching, left padding and left truncation of the prompts, the stop
+sequences, decoding of the new tokens and their post-processing, log-likelihood scoring.  Only
+``_model_generate`` — the call to ``model.generate`` for one padded batch — is replaced, and only for
+what ``generate`` would do greedily with no logits processor (otherwise it falls back to ``generate``):
+
+* prefill: the same forward pass ``generate`` makes (the padded batch, its position ids, a dynamic
+  cache, logits of the last position only), then its keys and values are copied into a static cache;
+* decode: one token per step for the whole batch against the static cache (fixed shapes: an attention
+  mask over the cache's slots that is filled in place), so the step can be captured once as a CUDA graph
+  and replayed; next token = argmax, rows that produced an EOS id get the pad token afterwards and the
+  batch ends when every row has — ``generate``'s own rules — or at ``max_length``; lm-eval's stop
+  sequences end the batch by lm-eval's rule (one sequence found in every row's last tokens);
+* attention in the decode step reads the grouped K/V heads directly (query heads of one K/V head as
+  extra query rows) instead of materialising repeated K/V heads, which is what ``sdpa`` does whenever a
+  padding mask is present.
+
+Why (measured on an H200, Yi-9B shape, docs/evaluation.md "Backends and speed"): ``generate`` under lm-eval
+pays, per step, Python and kernel-launch overhead for every layer, lm-eval's stop-sequence check
+(a batch decode of every row and a device sync), a KV-cache copy per layer (the repeated K/V heads),
+and on Hopper a new cuDNN attention plan for every new key length.  The CUDA graph removes the first
+two, the static cache the last, the grouped attention the copy.
+
+Use::
+
+    python -m shop_eval.hf_fast --model hf-fast --model_args pretrained=M[,peft=A],dtype=bfloat16 ...
+
+(any ``lm_eval`` arguments; the module registers ``hf-fast`` with lm-eval, then runs lm-eval's command
+line).  ``--model_args`` are ``hf``'s plus ``fast_decode`` (default true), ``cuda_graphs`` (default true;
+CUDA only), ``cudnn_sdpa`` (default false: cuDNN's SDPA backend is left out of prefill and decode) and
+``graph_slots`` (static caches + graphs kept, default 2).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+from transformers import AttentionInterface, DynamicCache, StaticCache
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "hf-fast"
+DECODE_ATTENTION = "shop_eval_grouped_decode"
+#: Generation-config fields that add a logits processor (or change the search) when set to anything but
+#: these neutral values; any other value sends the batch to ``generate``.
+NEUTRAL_GENERATION = {
+    "num_beams": (None, 1),
+    "num_beam_groups": (None, 1),
+    "num_return_sequences": (None, 1),
+    "penalty_alpha": (None,),
+    "guidance_scale": (None, 1, 1.0),
+    "sequence_bias": (None,),
+    "repetition_penalty": (None, 1.0),
+    "encoder_repetition_penalty": (None, 1.0),
+    "no_repeat_ngram_size": (None, 0),
+    "encoder_no_repeat_ngram_size": (None, 0),
+    "bad_words_ids": (None,),
+    "force_words_ids": (None,),
+    "constraints": (None,),
+    "min_length": (None, 0),
+    "min_new_tokens": (None, 0),
+    "max_new_tokens": (None,),  # would override lm-eval's max_length
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "remove_invalid_values": (None, False),
+    "exponential_decay_length_penalty": (None,),
+    "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,),
+    "watermarking_config": (None,),
+    "stop_strings": (None,),
+    "max_time": (None,),
+    "prefill_chunk_size": (None,),
+    "dola_layers": (None,),
+    "assistant_early_exit": (None,),
+    "prompt_lookup_num_tokens": (None,),
+    "return_dict_in_generate": (None, False),
+}
+SLOT_LENGTH_STEP = 128  # static caches are allocated in multiples of this many tokens
+SLOT_REUSE_SLACK = 512  # a cached slot up to this many tokens longer than needed is reused
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def grouped_decode_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """SDPA for one query token per row with grouped K/V heads: the ``G = heads / kv_heads`` query heads
+    that share a K/V head become G query rows of that head (the mask is the same for all of them), so no
+    repeated copy of the cache is made.  Anything else goes to transformers' ``sdpa``."""
+    b, h, q_len, d = query.shape
+    kv_heads = key.shape[1]
+    plain = (
+        q_len != 1
+        or attention_mask is None
+        or h % kv_heads
+        or kwargs.get("position_bias") is not None
+        or kwargs.get("softcap") is not None
+        or kwargs.get("s_aux") is not None
+        or key.shape[-1] != value.shape[-1]
+    )
+    if plain:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
+    grouped = query.reshape(b, kv_heads, h // kv_heads, d)
+    out = F.scaled_dot_product_attention(grouped, key, value, attn_mask=attention_mask, dropout_p=0.0, scale=scaling)
+    return out.reshape(b, h, 1, d).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(DECODE_ATTENTION, grouped_decode_attention)
+
+
+@dataclass
+class GenerateStats:
+    """One ``_model_generate`` call (one lm-eval batch)."""
+
+    batch: int
+    prompt_len: int
+    new_tokens: int  # width of the returned continuation (steps the batch ran)
+    max_new_tokens: int
+    prefill_s: float
+    decode_s: float  # decode steps after the prefill (new_tokens - 1 of them), capture excluded
+    capture_s: float  # CUDA-graph capture for a new (batch, cache length), 0 when reused
+    cache_len: int
+    graph: bool
+    path: str  # "fast" or the reason it fell back to generate
+
+
+class _Slot:
+    """A static KV cache and the decode step's fixed-address buffers for one (batch, cache length)."""
+
+    def __init__(self, model, batch: int, length: int, device, dtype, eos: list[int], pad: int):
+        cfg = model.config.get_text_config(decoder=True)
+        kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.batch, self.length = batch, length
+        self.cache = StaticCache(config=model.config, max_cache_len=length)
+        self.cache.early_initialization(batch, kv_heads, head_dim, dtype, device)
+        self.tok = torch.full((batch, 1), pad, dtype=torch.long, device=device)
+        self.pos = torch.zeros((batch, 1), dtype=torch.long, device=device)
+        self.mask = torch.zeros((batch, 1, 1, length), dtype=torch.bool, device=device)
+        self.slot = torch.zeros((1,), dtype=torch.long, device=device)  # cache slot of the token fed in
+        self.step = torch.zeros((1,), dtype=torch.long, device=device)  # index of the token produced
+        self.out = torch.full((batch, length), pad, dtype=torch.long, device=device)
+        self.unfinished = torch.ones((batch,), dtype=torch.bool, device=device)
+        self.all_done = torch.zeros((), dtype=torch.bool, device=device)
+        self.eos_ids, self.pad_id = list(eos), pad
+        self.eos = torch.tensor(eos or [-1], dtype=torch.long, device=device)
+        self.has_eos = bool(eos)
+        self.pad = torch.tensor(pad, dtype=torch.long, device=device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.graph_failed = False
+
+
+@register_model(MODEL_NAME)
+class FastHFLM(HFLM):
+    """lm-eval's ``hf`` model with a CUDA-graph greedy decoding loop (module docstring)."""
+
+    def __init__(
+        self,
+        *args,
+        fast_decode: bool | str = True,
+        cuda_graphs: bool | str = True,
+        cudnn_sdpa: bool | str = False,
+        graph_slots: int | str = 2,
+        **kwargs,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.fast_decode = _truthy(fast_decode)
+        self.cuda_graphs = _truthy(cuda_graphs)
+        self.cudnn_sdpa = _truthy(cudnn_sdpa)
+        self.graph_slots = max(1, int(graph_slots))
+        self._slots: list[_Slot] = []
+        self._warned: set[str] = set()
+        self.stats: list[GenerateStats] = []
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def _base(self):
+        """The transformers model (under a PEFT wrapper, if any)."""
+        m = self.model
+        return m.get_base_model() if hasattr(m, "get_base_model") else m
+
+    def _sdpa_backends(self):
+        if self.cudnn_sdpa or self.device.type != "cuda":
+            return nullcontext()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+    def _autocast(self):
+        return torch.autocast(
+            device_type=self.device.type,
+            dtype=self.mixed_precision_dtype,
+            enabled=self.mixed_precision_dtype is not None,
+        )
+
+    @contextmanager
+    def _decode_attention(self):
+        cfg = self._base.config
+        old = cfg._attn_implementation
+        cfg._attn_implementation = DECODE_ATTENTION
+        try:
+            yield
+        finally:
+            cfg._attn_implementation = old
+
+    def _warn_once(self, reason: str) -> None:
+        if reason not in self._warned:
+            self._warned.add(reason)
+            log.warning("hf-fast: %s; this batch runs through model.generate", reason)
+
+    def _greedy_token(self, logits: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """Next token of every row from the last position's float32 logits ``[batch, vocab]``; ``step`` is the
+        index of the token being produced (0 = the prefill's), a device tensor.  Runs inside the captured
+        graph: device ops only.  The greedy choice, as ``generate``'s ``argmax``."""
+        return logits.argmax(dim=-1)
+
+    def _fast_plan(self, generation_kwargs: dict) -> tuple[dict | None, str | None]:
+        """The merged generation config's stop ids if the fast loop reproduces ``generate`` for these
+        kwargs, else ``(None, reason)``."""
+        if not self.fast_decode:
+            return None, "fast_decode=False"
+        if self.backend != "causal":
+            return None, "not a causal LM"
+        base = self._base
+        cfg = base.config
+        if cfg._attn_implementation != "sdpa":
+            return None, f"attn_implementation {cfg._attn_implementation!r} (the fast loop needs sdpa)"
+        if not getattr(base, "_can_compile_fullgraph", False):
+            return None, f"{type(base).__name__} does not support a static cache"
+        text = cfg.get_text_config(decoder=True)
+        layer_types = getattr(text, "layer_types", None)
+        if layer_types is not None:
+            if set(layer_types) != {"full_attention"}:
+                return None, f"attention layer types {sorted(set(layer_types))}"
+        elif getattr(text, "sliding_window", None) and getattr(text, "use_sliding_window", True):
+            return None, "sliding-window attention"
+        kw = {k: v for k, v in generation_kwargs.items() if k != "attention_mask"}
+        kw["pad_token_id"] = self.tokenizer.pad_token_id  # what lm-eval passes to generate
+        gc = copy.deepcopy(base.generation_config)
+        unused = gc.update(**kw)
+        if unused:
+            return None, f"generation kwargs {sorted(unused)} are not generation-config fields"
+        if gc.do_sample:
+            return None, "do_sample=True"
+        for field, neutral in NEUTRAL_GENERATION.items():
+            if getattr(gc, field, None) not in neutral:
+                return None, f"generation config {field}={getattr(gc, field)!r}"
+        eos = gc.eos_token_id
+        eos = [] if eos is None else ([int(eos)] if isinstance(eos, int) else [int(e) for e in eos])
+        pad = gc.pad_token_id
+        if pad is None:
+            pad = eos[0] if eos else 0
+        return {"eos": eos, "pad": int(pad)}, None
+
+    def _get_slot(self, batch: int, needed: int, eos: list[int], pad: int) -> _Slot:
+        for i, s in enumerate(self._slots):
+            same = s.batch == batch and s.eos_ids == eos and s.pad_id == pad
+            if same and needed <= s.length <= needed + SLOT_REUSE_SLACK:
+                self._slots.append(self._slots.pop(i))  # most recently used last
+                return s
+        while len(self._slots) >= self.graph_slots:
+            self._slots.pop(0)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        length = -(-needed // SLOT_LENGTH_STEP) * SLOT_LENGTH_STEP
+        param = next(self._base.parameters())
+        slot = _Slot(self._base, batch, length, self.device, param.dtype, eos, pad)
+        self._slots.append(slot)
+        return slot
+
+    def release(self) -> None:
+        """Free the static caches and graphs."""
+        self._slots.clear()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------ the decode step
+
+    def _step(self, s: _Slot) -> None:
+        """Feed ``s.tok`` (cache slot ``s.slot``), produce token ``s.step``; device ops only."""
+        s.mask.index_fill_(3, s.slot, True)
+        with self._decode_attention():
+            logits = self.model(
+                input_ids=s.tok, position_ids=s.pos, attention_mask=s.mask, past_key_values=s.cache, use_cache=True
+            ).logits
+        nxt = self._greedy_token(logits[:, -1].float(), s.step)
+        if s.has_eos:
+            nxt = torch.where(s.unfinished, nxt, s.pad)
+            s.unfinished.logical_and_(~(nxt[:, None] == s.eos[None, :]).any(dim=1))
+        s.out.index_copy_(1, s.step, nxt[:, None])
+        s.tok.copy_(nxt[:, None])
+        s.pos.add_(1)
+        s.slot.add_(1)
+        s.step.add_(1)
+        s.all_done.copy_(~s.unfinished.any())
+
+    def _capture(self, s: _Slot) -> float:
+        t0 = time.perf_counter()
+        s.mask.zero_()
+        s.mask[..., 0] = True
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):  # warm-up: lazy inits, kernel selection, cuBLAS workspaces
+                s.slot.zero_()
+                s.step.zero_()
+                self._step(s)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            self._step(s)
+        torch.cuda.synchronize()
+        s.graph = graph
+        return time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ lm-eval's hook
+
+    def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs) -> torch.Tensor:
+        # lm-eval's normalisation of temperature / do_sample (HFLM._model_generate), then the check
+        generation_kwargs["temperature"] = generation_kwargs.get("temperature", 0.0)
+        do_sample = generation_kwargs.get("do_sample")
+        if (temp := generation_kwargs.get("temperature")) == 0.0 and do_sample is None:
+            generation_kwargs["do_sample"] = do_sample = False
+        if do_sample is False and temp == 0.0:
+            generation_kwargs.pop("temperature", None)
+        plan, reason = self._fast_plan(generation_kwargs)
+        if plan is None:
+            self._warn_once(reason)
+            t0 = time.perf_counter()
+            out = super()._model_generate(context, max_length, stop, **generation_kwargs)
+            b, t = context.shape
+            self.stats.append(
+                GenerateStats(
+                    b, t, out.shape[1] - t, max_length - t, 0.0, time.perf_counter() - t0, 0.0, 0, False, reason
+                )
+            )
+            return out
+        with torch.no_grad(), self._autocast(), self._sdpa_backends():
+            return self._fast_generate(context, generation_kwargs.get("attention_mask"), max_length, stop, **plan)
+
+    def _fast_generate(self, context, attention_mask, max_length: int, stop: list[str], eos: list[int], pad: int):
+        batch, prompt_len = context.shape
+        max_new = max_length - prompt_len
+        if max_new <= 0:
+            return context
+        if attention_mask is None:
+            attention_mask = torch.ones_like(context)
+        use_graph = self.cuda_graphs and self.device.type == "cuda"
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+
+        slot = self._get_slot(batch, prompt_len + max_new, eos, pad) if max_new > 1 else None
+        capture_s = 0.0
+        if slot is not None and use_graph and slot.graph is None and not slot.graph_failed:
+            try:
+                capture_s = self._capture(slot)
+            except Exception as exc:  # noqa: BLE001 - an architecture the graph cannot capture: run eagerly
+                slot.graph_failed = True
+                self._warn_once(f"CUDA-graph capture failed ({exc!r}); decoding without graphs")
+                torch.cuda.synchronize()
+
+        # prefill: the call generate makes (position ids from the mask, dynamic cache, last logits only)
+        t0 = time.perf_counter()
+        position_ids = attention_mask.long().cumsum(-1) - 1
+        position_ids = position_ids.masked_fill(attention_mask == 0, 0)
+        dyn = DynamicCache(config=self._base.config)
+        out = self.model(
+            input_ids=context,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=dyn,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        step0 = torch.zeros((1,), dtype=torch.long, device=context.device)
+        first = self._greedy_token(out.logits[:, -1].float(), step0)
+        del out
+        eos_t = torch.tensor(eos or [-1], dtype=torch.long, device=context.device)
+        unfinished = ~(first[:, None] == eos_t[None, :]).any(dim=1) if eos else torch.ones_like(first, dtype=torch.bool)
+
+        if slot is None:  # one new token: the prefill is the whole generation
+            sync()
+            self.stats.append(
+                GenerateStats(batch, prompt_len, 1, max_new, time.perf_counter() - t0, 0.0, capture_s, 0, False, "fast")
+            )
+            return torch.cat([context, first[:, None]], dim=1)
+
+        # the prefill's keys/values into the static cache; the step's state
+        slot.cache.reset()
+        for static_layer, layer in zip(slot.cache.layers, dyn.layers, strict=True):
+            static_layer.keys[:, :, :prompt_len].copy_(layer.keys)
+            static_layer.values[:, :, :prompt_len].copy_(layer.values)
+            static_layer.cumulative_length.fill_(prompt_len)
+        del dyn
+        slot.mask.zero_()
+        slot.mask[:, 0, 0, :prompt_len] = attention_mask.bool()
+        slot.tok.copy_(first[:, None])
+        slot.pos.copy_(position_ids[:, -1:] + 1)
+        slot.slot.fill_(prompt_len)
+        slot.step.fill_(1)
+        slot.out.fill_(pad)
+        slot.out[:, 0] = first
+        slot.unfinished.copy_(unfinished)
+        sync()
+        prefill_s = time.perf_counter() - t0
+
+        # lm-eval's stop sequences (beyond the EOS text, which the EOS ids cover): its rule, one tracker per
+        # sequence over each row's last len+2 new tokens; the batch ends when one tracker has every row
+        eos_texts = {self.tokenizer.decode([e], skip_special_tokens=False) for e in eos}
+        exact_tail = self.think_end_token is not None  # token-level post-processing sees the whole tail
+        watch = [s for s in stop if s and (exact_tail or s not in eos_texts)]
+        lookback = {s: len(self.tokenizer.encode(s, add_special_tokens=False)) + 2 for s in watch}
+        trackers = {s: [False] * batch for s in watch}
+        new_cols: list[torch.Tensor] = [first.cpu()] if watch else []
+
+        def strings_done() -> bool:
+            if not watch:
+                return False
+            gen = torch.stack(new_cols, dim=1)
+            for s, done in trackers.items():
+                rows = [i for i, d in enumerate(done) if not d]
+                if not rows:
+                    continue
+                texts = self.tokenizer.batch_decode(gen[rows, -lookback[s] :].tolist())
+                for i, text in zip(rows, texts, strict=True):
+                    done[i] = s in text
+            return any(all(done) for done in trackers.values())
+
+        t1 = time.perf_counter()
+        produced = 1
+        finished = (not bool(unfinished.any()) if eos else False) or strings_done()
+        while produced < max_new and not finished:
+            if slot.graph is not None:
+                slot.graph.replay()
+            else:
+                self._step(slot)
+            produced += 1
+            if watch:
+                new_cols.append(slot.out[:, produced - 1].cpu())
+            finished = bool(slot.all_done) or strings_done()
+        sync()
+        self.stats.append(
+            GenerateStats(
+                batch,
+                prompt_len,
+                produced,
+                max_new,
+                prefill_s,
+                time.perf_counter() - t1,
+                capture_s,
+                slot.length,
+                slot.graph is not None,
+                "fast",
+            )
+        )
+        return torch.cat([context, slot.out[:, :produced]], dim=1)
+
+    def stats_summary(self) -> list[dict]:
+        return [asdict(s) for s in self.stats]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m shop_eval.hf_fast LM_EVAL_ARGS...``: lm-eval's command line with ``hf-fast`` registered."""
+    from lm_eval.__main__ import cli_evaluate
+
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    cli_evaluate()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+"""``hf-fast`` (shop_eval/hf_fast.py) returns exactly what lm-eval's ``hf`` backend returns: on every
+``shop_*`` task, on the tiny model as built (it stops after a few tokens) and with its EOS moved to a token it
+never emits (every row decodes to ``max_gen_toks``); token for token, batch widths included, for rows that
+stop at their own EOS and for lm-eval's stop sequences; with a PEFT adapter and a chat template, through the
+real command line.  The reference is lm-eval's own ``hf`` model (``model.generate``) on the same inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TASKS_DIR = REPO / "lm_eval_tasks"
+
+
+@pytest.fixture(scope="module")
+def lm_eval_env(monkeypatch_module):
+    for k in ("SHOP_EVAL_DATA", "SHOP_EVAL_DATA_FORMAT", "SHOP_EVAL_SKIP_INVALID"):
+        monkeypatch_module.delenv(k, raising=False)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def long_model(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with ``<|end|>`` as its EOS (tokenizer and generation config): it never emits it, so
+    every generation runs to its token budget."""
+    out = tmp_path_factory.mktemp("tiny-long")
+    for f in tiny_model_dir.iterdir():
+        shutil.copy(f, out / f.name)
+    tok_cfg = json.loads((out / "tokenizer_config.json").read_text())
+    tok_cfg["eos_token"] = "<|end|>"
+    (out / "tokenizer_config.json").write_text(json.dumps(tok_cfg))
+    end_id = {t["content"]: t["id"] for t in json.loads((out / "tokenizer.json").read_text())["added_tokens"]}[
+        "<|end|>"
+    ]
+    gen = json.loads((out / "generation_config.json").read_text())
+    gen["eos_token_id"] = end_id
+    (out / "generation_config.json").write_text(json.dumps(gen))
+    return out
+
+
+def _pair(path: Path, **kw):
+    """lm-eval's hf model and hf-fast, loaded alike (``kw``: HFLM arguments both take)."""
+    from lm_eval.models.huggingface import HFLM
+
+    from shop_eval.hf_fast import FastHFLM
+
+    args = {"pretrained": str(path), "dtype": "float32", "device": "cpu", "batch_size": 4, **kw}
+    return HFLM(**args), FastHFLM(**args)
+
+
+def _record_generate(lm) -> list[torch.Tensor]:
+    """Keep every tensor ``_model_generate`` returns (prompt + new tokens, as lm-eval slices it)."""
+    seen: list[torch.Tensor] = []
+    original = lm._model_generate
+
+    def wrapped(*a, **k):
+        out = original(*a, **k)
+        seen.append(out.detach().clone())
+        return out
+
+    lm._model_generate = wrapped
+    return seen
+
+
+def _requests(prompts: list[str], **gen):
+    from lm_eval.api.instance import Instance
+
+    kw = {"until": [], "do_sample": False, "max_gen_toks": 24, **gen}
+    return [Instance("generate_until", {}, (p, dict(kw)), i) for i, p in enumerate(prompts)]
+
+
+PROMPTS = [
+    "Which product is cheaper, the red shoe or the blue one?",
+    "Order",
+    "List the entities in: waterproof hiking boots size 42 by Acme, brown leather.",
+    "Rank the items by relevance to 'usb c charger': 1. cable 2. charger 3. case 4. adapter",
+    "Write a short title for a stainless steel water bottle, 750 ml, keeps drinks cold for 24 hours.",
+    "Is this review positive or negative? The zipper broke after two days.",
+    "What is the return window?",
+]
+
+
+# ----------------------------------------------------------------------------- all shop_* tasks
+
+
+@pytest.mark.parametrize("which", ["as_built", "no_early_eos"])
+def test_every_shop_task_returns_what_hf_returns(which, tiny_model_dir, long_model, lm_eval_env):
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    path = tiny_model_dir if which == "as_built" else long_model
+    tm = TaskManager(include_path=str(TASKS_DIR))
+    tasks = tm.match_tasks(["shop_*"])
+    assert len(tasks) == 7
+    hf, fast = _pair(path)
+    runs = {}
+    for name, lm in (("hf", hf), ("fast", fast)):
+        runs[name] = lm_eval.simple_evaluate(
+            model=lm, tasks=tasks, task_manager=tm, log_samples=True, bootstrap_iters=0
+        )
+    n = 0
+    for t in tasks:
+        a, b = runs["hf"]["samples"][t], runs["fast"]["samples"][t]
+        assert [s["doc_id"] for s in a] == [s["doc_id"] for s in b]
+        for x, y in zip(a, b, strict=True):
+            assert x["resps"] == y["resps"], (t, x["doc_id"])
+            assert x["filtered_resps"] == y["filtered_resps"]
+            n += 1
+        for key, value in runs["hf"]["results"][t].items():
+            other = runs["fast"]["results"][t][key]
+            assert other == value or (isinstance(value, float) and math.isnan(value) and math.isnan(other)), (t, key)
+    assert n >= 2 * 27  # every row of the sample, both filter pipelines of the generative tasks
+    # the generations went through the fast loop, not generate: batches of 4 (and a smaller last one)
+    assert fast.stats and {s.path for s in fast.stats} == {"fast"}
+    batches = {s.batch for s in fast.stats}
+    assert 4 in batches and min(batches) < 4
+    widths = [s.new_tokens for s in fast.stats if s.max_new_tokens > 1]
+    if which == "no_early_eos":
+        assert max(widths) == 100 and min(widths) == 100  # every row decoded its full budget
+    else:
+        assert max(widths) < 100  # stopped at the model's own EOS
+
+
+# ----------------------------------------------------------------------------- token for token
+
+
+@pytest.fixture(scope="module")
+def random_model(tiny_model_dir, tmp_path_factory) -> Path:
+    """A randomly initialised model with the tiny tokenizer: its greedy texts differ from prompt to prompt
+    (the trained tiny model answers every prompt alike), so rows stop at different steps."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-random")
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _first_steps(tensors: list[torch.Tensor], new: int) -> dict[int, dict[int, int]]:
+    """token -> {row: the step of its first occurrence among the new tokens}, over all batches."""
+    found: dict[int, dict[int, int]] = {}
+    row_id = 0
+    for t in tensors:
+        for row in t[:, t.shape[1] - new :].tolist() if t.shape[1] >= new else t.tolist():
+            for step, tok in enumerate(row):
+                found.setdefault(tok, {}).setdefault(row_id, step)
+            row_id += 1
+    return found
+
+
+def test_rows_stop_at_their_own_eos_token_for_token(random_model):
+    """EOS set to a token that different rows first emit at different steps: each row stops at its own
+    (pad tokens after it), the batch ends when its last row stops; the tensors equal generate's."""
+    hf, _ = _pair(random_model)
+    probe = _record_generate(hf)
+    reqs = _requests(PROMPTS, max_gen_toks=40)
+    hf.generate_until(reqs, disable_tqdm=True)
+    assert all(t.shape[1] >= 40 for t in probe)  # nothing stopped: every batch ran its 40 steps
+    found = _first_steps(probe, 40)
+    eos = max((t for t in found if t > 6), key=lambda t: (len(set(found[t].values())), len(found[t])))
+    assert len(set(found[eos].values())) >= 2
+    hf, fast = _pair(random_model)
+    for lm in (hf, fast):
+        lm.model.generation_config.eos_token_id = eos
+    a_seen, b_seen = _record_generate(hf), _record_generate(fast)
+    assert hf.generate_until(reqs, disable_tqdm=True) == fast.generate_until(reqs, disable_tqdm=True)
+    assert len(a_seen) == len(b_seen) == 2
+    for x, y in zip(a_seen, b_seen, strict=True):
+        assert torch.equal(x, y)  # same width (the batch ended at the same step), pads in the same places
+    assert {s.path for s in fast.stats} == {"fast"}
+    ends = set()
+    for st, t in zip(fast.stats, b_seen, strict=True):
+        for row in t[:, st.prompt_len :].tolist():
+            ends.add(row.index(eos) if eos in row else None)
+            if eos in row:
+                assert set(row[row.index(eos) + 1 :]) <= {hf.tokenizer.pad_token_id}
+    assert len(ends - {None}) >= 2  # rows stopped at different steps
+
+
+def test_stop_sequences_end_the_batch_as_lm_eval_does(random_model):
+    """lm-eval's stop sequences: the batch ends once one sequence has been seen in every row's last
+    tokens; texts are cut at the first stop.  Token for token what generate returns with lm-eval's
+    criteria, also with a thinking-end token (the whole tail is then post-processed)."""
+    for extra in ({}, {"think_end_token": "</s>"}):
+        hf, fast = _pair(random_model, **extra)
+        a_seen, b_seen = _record_generate(hf), _record_generate(fast)
+        reqs = _requests(PROMPTS, until=["e", "an"], max_gen_toks=30)
+        a, b = hf.generate_until(reqs, disable_tqdm=True), fast.generate_until(reqs, disable_tqdm=True)
+        assert a == b
+        assert not any("e" in x or "an" in x for x in a)
+        for x, y in zip(a_seen, b_seen, strict=True):
+            assert torch.equal(x, y)
+        assert any(t.shape[1] - s.prompt_len < 30 for t, s in zip(b_seen, fast.stats, strict=True))  # stopped early
+        assert {s.path for s in fast.stats} == {"fast"}
+
+
+def test_falls_back_to_generate_when_a_logits_processor_or_sampling_is_asked(tiny_model_dir):
+    hf, fast = _pair(tiny_model_dir)
+    reqs = _requests(PROMPTS[:3], repetition_penalty=1.3)
+    assert fast.generate_until(reqs, disable_tqdm=True) == hf.generate_until(reqs, disable_tqdm=True)
+    assert fast.stats and all("repetition_penalty" in s.path for s in fast.stats)
+    torch.manual_seed(0)
+    sampled = fast.generate_until(_requests(PROMPTS[:2], do_sample=True, temperature=0.7), disable_tqdm=True)
+    assert len(sampled) == 2 and "do_sample=True" in fast.stats[-1].path
+    from shop_eval.hf_fast import FastHFLM
+
+    fast_off = FastHFLM(pretrained=str(tiny_model_dir), dtype="float32", device="cpu", batch_size=4, fast_decode=False)
+    fast_off.generate_until(_requests(PROMPTS[:2]), disable_tqdm=True)
+    assert fast_off.stats[-1].path == "fast_decode=False"
+
+
+def test_peft_adapter_and_chat_template_through_the_command_line(tiny_model_dir, tmp_path, lm_eval_env):
+    """``python -m shop_eval.hf_fast --model hf-fast`` (the wrapper registers the class before lm-eval
+    looks the model up) with ``peft=`` and ``--apply_chat_template`` logs the same samples as ``hf``."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    lora = tmp_path / "lora"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    cfg = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM", init_lora_weights=False
+    )
+    get_peft_model(model, cfg).save_pretrained(lora)  # random A and B: the adapter changes the outputs
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_EVAL_")}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    args = ["--model_args", f"pretrained={tiny_model_dir},peft={lora},dtype=float32", "--device", "cpu"]
+    args += ["--batch_size", "4", "--include_path", str(TASKS_DIR), "--tasks", "shop_ner,shop_generation"]
+    args += ["--apply_chat_template", "--limit", "3", "--log_samples"]
+    samples = {}
+    for name, cmd in (
+        ("hf", [sys.executable, "-m", "lm_eval", "--model", "hf"]),
+        ("fast", [sys.executable, "-m", "shop_eval.hf_fast", "--model", "hf-fast"]),
+    ):
+        run = subprocess.run(
+            [*cmd, *args, "--output_path", str(tmp_path / name)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        (results,) = (tmp_path / name).rglob("results_*.json")
+        res = json.loads(results.read_text())
+        assert res["chat_template"] and res["config"]["model"] == ("hf" if name == "hf" else "hf-fast")
+        samples[name] = {
+            p.name.split("_20")[0]: [json.loads(x)["resps"] for x in p.read_text().splitlines()]
+            for p in (tmp_path / name).rglob("samples_*.jsonl")
+        }
+    assert samples["hf"] == samples["fast"] and len(samples["hf"]) == 2
+    assert any(r[0][0] for rows in samples["hf"].values() for r in rows)  # something was generated
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def test_grouped_decode_attention_equals_attention_over_repeated_heads():
+    """One query token, 8 query heads over 2 K/V heads, a padding mask: the grouped call equals softmax
+    attention computed by hand (float64) with each query head on its own K/V head."""
+    from shop_eval.hf_fast import grouped_decode_attention
+
+    torch.manual_seed(0)
+    b, h, kv, d, length = 3, 8, 2, 16, 11
+    q, k, v = torch.randn(b, h, 1, d), torch.randn(b, kv, length, d), torch.randn(b, kv, length, d)
+    mask = torch.ones(b, 1, 1, length, dtype=torch.bool)
+    mask[0, ..., :4] = False  # left padding of row 0
+    mask[2, ..., -3:] = False  # unused cache slots of row 2
+
+    class Module:
+        num_key_value_groups = h // kv
+
+    out, _ = grouped_decode_attention(Module(), q, k, v, mask, scaling=d**-0.5)
+    assert out.shape == (b, 1, h, d)
+    ref = torch.empty(b, 1, h, d, dtype=torch.float64)
+    for i in range(b):
+        for j in range(h):
+            kk, vv = k[i, j // (h // kv)].double(), v[i, j // (h // kv)].double()
+            scores = (q[i, j, 0].double() @ kk.T) * d**-0.5
+            scores[~mask[i, 0, 0]] = -math.inf
+            ref[i, 0, j] = torch.softmax(scores, -1) @ vv
+    assert torch.allclose(out.double(), ref, atol=1e-5)
+
+
+def test_one_forward_per_prompt_for_one_token_options(tiny_model_dir, lm_eval_env):
+    """shop_multiple_choice_ll's options are one token each: lm-eval's log-likelihood path (inherited
+    unchanged) runs one forward row per prompt and reads every option from it; same numbers as hf."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    tm = TaskManager(include_path=str(TASKS_DIR))
+    hf, fast = _pair(tiny_model_dir)
+    rows = []
+    original = fast._model_call
+
+    def counted(inps, *a, **k):
+        rows.append(inps.shape[0])
+        return original(inps, *a, **k)
+
+    fast._model_call = counted
+    res = {}
+    for name, lm in (("hf", hf), ("fast", fast)):
+        res[name] = lm_eval.simple_evaluate(
+            model=lm, tasks=["shop_multiple_choice_ll"], task_manager=tm, log_samples=True, bootstrap_iters=0
+        )
+    docs = res["fast"]["samples"]["shop_multiple_choice_ll"]
+    options = sum(len(s["arguments"]) for s in docs)
+    assert options > len(docs) and sum(rows) == len(docs)
+    for x, y in zip(res["hf"]["samples"]["shop_multiple_choice_ll"], docs, strict=True):
+        assert x["resps"] == y["resps"]
