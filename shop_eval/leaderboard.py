@@ -28,7 +28,8 @@ from .errors import DataError, UsageError
 from .io import read_json
 from .lm_eval_docs import doc_to_record
 from .scoring import PROTOCOLS, ProtocolResult, score_rows
-from .scoring.samples import read_samples
+from .scoring.samples import ABSENT, read_samples
+from .shoppingmmlu import SKILL_TITLES, skill_number
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +271,10 @@ def _read_family(paths: list[Path]) -> tuple[list[tuple[str, Any, str]], dict[st
     """(samples file, record, response) of every doc in a family's samples, and the classification label sets
     of the data file."""
     rows, labels = [], {}
-    for s in read_samples(paths):
+    for s in read_samples(paths, keep_absent=True):
+        if s.doc.get("origin") == ABSENT:
+            rows.append((s.source, None, s.response))
+            continue
         if s.doc.get("labels"):
             labels.setdefault(s.doc.get("task_name", ""), list(s.doc["labels"]))
         try:
@@ -329,6 +333,10 @@ def collect_run(results_path: str | Path, name: str | None = None) -> ModelRun:
             run.scores[fam] = _from_lm_eval(fam_tasks, protocols)
             continue
         rows, labels = _read_family([Path(p) for t in fam_tasks.values() for p in t.samples])
+        for t in fam_tasks.values():  # a task whose samples are only placeholders is absent: n = 0
+            if t.samples and all(r is None for src, r, _ in rows if src in t.samples):
+                t.n = 0
+        rows = [x for x in rows if x[1] is not None]
         records = [r for _, r, _ in rows]
         if records and not fam.endswith(LL_SUFFIX):  # an ll task holds a subset (multiple choice) of the same data
             hashes.add(_data_hash(records))
@@ -507,27 +515,37 @@ def table_task_types(board: Board, family: str, protocol: str) -> list[str]:
 
 
 def table_tracks(board: Board, family: str, protocol: str) -> list[str]:
-    """Rows = models; columns = tracks (skills for Shopping MMLU), side by side."""
+    """Rows = models; columns = tracks side by side — for Shopping MMLU its four skills, as the authors'
+    leaderboard shows them (a skill the data lacks is marked absent)."""
     res_of = {
         m.name: m.scores[family].protocols.get(protocol)
         for m in board.models
         if family in m.scores and m.scores[family].source == "samples"
     }
-    tracks = sorted({t for r in res_of.values() if r for t in r.tracks})
-    if not tracks:
+    found = sorted({t for r in res_of.values() if r for t in r.tracks})
+    if not found:
         return []
-    what = "skills" if family.startswith("shopmmlu") else "tracks"
+    if family.startswith("shopmmlu"):
+        by_number = {n: [t for t in found if skill_number(t) == n] for n in SKILL_TITLES}
+        columns = [
+            (f"skill {n}: {title}", by_number[n][0] if by_number[n] else None) for n, title in SKILL_TITLES.items()
+        ]
+        columns += [(t, t) for t in found if skill_number(t) is None]
+        what = "skills"
+    else:
+        columns = [(re.sub(r"^amazon-kdd-cup-24-", "", t), t) for t in found]
+        what = "tracks"
     lines = [f"### {what} ({protocol}) — {FAMILY_TITLES.get(family, family)}", ""]
-    lines += _head(["model", *[re.sub(r"^amazon-kdd-cup-24-", "", t) for t in tracks]])
+    lines += _head(["model", *[label for label, _ in columns]])
     for name, r in res_of.items():
-        if r is not None:
-            lines.append(_row([f"`{name}`", *[_fmt((r.tracks.get(t) or _NONE).score, (r.tracks.get(t) or _NONE).stderr)
-                                                for t in tracks]]))  # fmt: skip
+        if r is None:
+            continue
+        cells = [f"`{name}`"]
+        for _, track in columns:
+            cell = r.tracks.get(track) if track else None
+            cells.append("absent" if cell is None else _fmt(cell.score, cell.stderr))
+        lines.append(_row(cells))
     return [*lines, ""]
-
-
-class _NONE:
-    score = stderr = None
 
 
 def table_generation_metrics(board: Board, family: str) -> list[str]:

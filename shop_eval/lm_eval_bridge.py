@@ -40,6 +40,7 @@ from .prompts import official_prompt
 from .scoring import aggregate, label_sets
 from .scoring.protocols import Pending, RowScore, score_row
 from .scoring.samples import argmax_first
+from .shoppingmmlu import skill_number
 from .task_types import Extraction
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,10 @@ def load_docs(
     track: str | None = None,
     env: str = DATA_ENV,
     task: str | None = None,
+    skill: int | None = None,
 ) -> list[dict]:
-    """The docs of one task type (and, if given, one track) from the chosen data; [] when it has none (the
-    task is absent: one line says so)."""
+    """The docs of one task type (and, if given, one track, or one Shopping MMLU skill: tracks ``skill<N>_*``)
+    from the chosen data; [] when it has none (the task is absent: one line says so)."""
     if task_type is not None:
         task_types.get(task_type)
     path = resolve_data(default_data, data, env)
@@ -108,10 +110,13 @@ def load_docs(
     docs = [
         d
         for d in _docs(str(path), fmt, skip, path.stat().st_mtime)
-        if (task_type is None or d["task_type"] == task_type) and (track is None or d["track"] == track)
+        if (task_type is None or d["task_type"] == task_type)
+        and (track is None or d["track"] == track)
+        and (skill is None or skill_number(d["track"]) == int(skill))
     ]
     if not docs:
-        what = " and ".join(x for x in (task_type and f"task type {task_type!r}", track and f"track {track!r}") if x)
+        parts = (task_type and f"task type {task_type!r}", track and f"track {track!r}", skill and f"skill {skill}")
+        what = " and ".join(x for x in parts if x)
         log.warning("%s: absent: %s has no %s rows (n = 0), nothing to evaluate", task or what, path, what)
     return docs
 
@@ -125,14 +130,40 @@ def load_dataset(
     track: str | None = None,
     env: str = DATA_ENV,
     task: str | None = None,
+    skill: int | None = None,
     **_metadata: Any,
 ):
     """lm-eval ``custom_dataset``: a ``DatasetDict`` with one ``test`` split.  lm-eval passes the task's
     ``metadata`` (which includes ``--model_args`` and ``--metadata``) and ``dataset_kwargs`` as keywords."""
     import datasets
 
-    docs = load_docs(task_type, default_data, data, data_format, skip_invalid, track, env, task)
-    return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs, features=dataset_features())})
+    docs = load_docs(task_type, default_data, data, data_format, skip_invalid, track, env, task, skill)
+    if not docs:
+        docs = absent_docs(task_type)
+    columns = {k: [d[k] for d in docs] for k in dataset_features()}
+    return datasets.DatasetDict({"test": datasets.Dataset.from_dict(columns, features=dataset_features())})
+
+
+#: the ``origin`` of the placeholder docs of an absent task
+from .scoring.samples import ABSENT  # noqa: E402
+
+
+def absent_docs(task_type: str | None) -> list[dict]:
+    """The docs of an absent task.  lm-eval 0.4.11 refuses a task without docs (and a rank without docs), so an
+    absent task holds one placeholder doc per process (``$WORLD_SIZE``): it is generated for like any doc, but
+    scores nothing (``process_results`` returns no metric) and every reader of samples skips it."""
+    from .records import Record
+
+    tt = task_types.get(task_type or "generation")
+    truth = {"multiple-choice": 0, "retrieval": [1], "ranking": [1.0], "named_entity_recognition": [],
+             "generation": "-", "classification": ABSENT}[tt.name]  # fmt: skip
+    rec = Record(input_field="", output_field=truth, task_name=ABSENT, task_type=tt.name, metric=tt.default_metric,
+                 track=ABSENT)  # fmt: skip
+    try:
+        ranks = max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        ranks = 1
+    return [record_to_doc(rec, row=-1, origin=ABSENT) for _ in range(ranks)]
 
 
 # --------------------------------------------------------------------------- prompt and targets
@@ -204,6 +235,8 @@ def _results(rec, row: RowScore) -> dict:
 
 def process_results(doc: dict, results: list) -> dict:
     """Generative tasks: ``results`` is ``[{"protocol", "value", "failed"}]`` from the active filter pipeline."""
+    if doc.get("origin") == ABSENT:
+        return {}
     rec = doc_to_record(doc)
     res = results[0]
     return _results(rec, score_row(res["protocol"], rec, Extraction(res["value"], res["failed"])))
@@ -212,6 +245,8 @@ def process_results(doc: dict, results: list) -> dict:
 def process_results_ll(doc: dict, results: list) -> dict:
     """Log-likelihood multiple choice: the answer is the option with the highest log-likelihood (it cannot
     fail on format), scored by the kit's accuracy.  ``results`` is one ``(loglikelihood, is_greedy)`` per option."""
+    if doc.get("origin") == ABSENT:
+        return {}
     rec = doc_to_record(doc)
     pred = argmax_first([r[0] for r in results])
     return _results(rec, score_row("official", rec, Extraction(pred, False)))

@@ -16,6 +16,9 @@ from typing import Any
 from ..errors import DataError
 from ..io import read_json_lines
 
+#: the ``origin`` of an absent task's placeholder doc (shop_eval.lm_eval_bridge.absent_docs)
+ABSENT = "absent"
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -72,8 +75,9 @@ def looks_like_samples(first_row: Any) -> bool:
     return isinstance(first_row, dict) and "doc" in first_row and "resps" in first_row
 
 
-def read_samples(paths: list[str | Path]) -> list[Sample]:
-    """Every evaluated doc of the given samples files, once each, in file order."""
+def read_samples(paths: list[str | Path], *, keep_absent: bool = False) -> list[Sample]:
+    """Every evaluated doc of the given samples files, once each, in file order (an absent task's placeholder
+    docs only with ``keep_absent``)."""
     out: list[Sample] = []
     for path in paths:
         source = str(path)
@@ -90,5 +94,7 @@ def read_samples(paths: list[str | Path]) -> list[Sample]:
             if doc_id in seen:  # the same doc under another filter pipeline: same raw response
                 continue
             seen.add(doc_id)
+            if doc.get("origin") == ABSENT and not keep_absent:  # the placeholder of a task the data lacks
+                continue
             out.append(Sample(source, where, doc_id, doc, response_of(sample, source, where)))
     return out
