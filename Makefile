@@ -22,6 +22,9 @@ $(BIN)/python:
 setup: $(BIN)/python ## create .venv/ and install everything (CPU torch first, then the pinned stack)
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -c constraints.txt -e '.[dev]'
+	@# lm-eval's own task tests (tests/test_tasks.py of the pinned release; tests/test_lm_eval_base_tasks.py runs them)
+	$(BIN)/pip download -q --no-deps --no-binary :all: lm-eval==0.4.11 -d $(VENV)/lm-eval-sdist
+	tar -xzf $(VENV)/lm-eval-sdist/lm_eval-0.4.11.tar.gz -C $(VENV)/lm-eval-sdist lm_eval-0.4.11/tests/test_tasks.py
 	$(BIN)/python -c "import torch, axolotl, lm_eval, shop_eval; print('setup ok: torch', torch.__version__)"
 
 test: lint ## ruff, then the test suite (offline)

@@ -79,7 +79,7 @@ def contamination_report(tmp_path_factory):
 
 def test_json_schema_scores_and_agreement(runs, contamination_report):
     cpath, report = contamination_report
-    board = build_leaderboard([runs["perfect"], runs["silent"]], ["perfect", "silent"], {"perfect": cpath})
+    board = build_leaderboard([runs["perfect"], runs["silent"]], ["perfect", "silent"], {"perfect": cpath}).to_json()
     assert board["schema"] == SCHEMA
     assert [m["name"] for m in board["models"]] == ["perfect", "silent"]
     perfect, silent = board["models"]
@@ -90,12 +90,13 @@ def test_json_schema_scores_and_agreement(runs, contamination_report):
         assert m["lm_eval_agreement"]["ok"] and m["lm_eval_agreement"]["checked"] >= 13
         assert m["scores"]["shop"]["source"] == "samples"
     assert perfect["config_hash"] == silent["config_hash"] and perfect["data_hash"] == silent["data_hash"]
-    assert board["comparable"] == {"same_config": True, "same_data": True}
+    assert board["comparable"] == {"same_config": True, "same_data": True, "same_task_types": True,
+                                   "lm_eval_agreement": True}  # fmt: skip
 
     records = load(SAMPLE)
     for ext in ("official", "flexible"):
-        res = perfect["scores"]["shop"][ext]
-        assert res["overall"]["n"] == len(records) and res["overall"]["parse_failure_rate"] == 0
+        res = perfect["scores"]["shop"]["protocols"][ext]
+        assert res["mean_of_tracks"]["n"] == len(records) and res["mean_of_tracks"]["parse_failure_rate"] == 0
         assert set(res["tracks"]) == {r.track for r in records}
         assert set(res["tasks"]) == {r.task_name for r in records}
         for t in TYPES:
@@ -108,21 +109,25 @@ def test_json_schema_scores_and_agreement(runs, contamination_report):
             assert gen[m]["score"] == pytest.approx(1.0, abs=1e-9), m
         # a row with two references scores the mean of the two cosines: below 1 even for the first one
         assert 0.5 < gen["sent-transformer"]["score"] < 1.0
-        assert 0.95 < res["overall"]["score"] < 1.0
-    silent_off = silent["scores"]["shop"]["official"]
+        assert 0.95 < res["mean_of_tracks"]["score"] < 1.0
+        assert 0.95 < res["mean_of_tasks"]["score"] < 1.0
+    silent_off = silent["scores"]["shop"]["protocols"]["official"]
     for t in ("multiple-choice", "retrieval", "ranking"):
         assert silent_off["task_types"][t]["score"] == 0.0
         assert silent_off["task_types"][t]["parse_failure_rate"] == 1.0
-    assert silent_off["overall"]["score"] < 0.2 and silent_off["overall"]["stderr"] is not None
-    assert perfect["scores"]["mc_loglikelihood"]["score"] == 1.0
-    assert silent["scores"]["mc_loglikelihood"]["score"] == 0.0
+    assert silent_off["mean_of_tracks"]["score"] < 0.2 and silent_off["mean_of_tracks"]["stderr"] is not None
+
+    def ll(m):
+        return m["scores"]["shop_ll"]["protocols"]["official"]["task_types"]["multiple-choice"]["score"]
+
+    assert ll(perfect) == 1.0 and ll(silent) == 0.0
     # the contamination report rides along with its headline number
     cont = perfect["contamination"]
     assert cont["max_eval_fraction_found"] == report["eval_sets"]["sample"]["eval_fraction_found"] > 0
     assert silent["contamination"] is None
     # the numbers lm-eval printed are kept beside the re-scored ones
     lm = perfect["tasks"]["shop_generation"]["lm_eval"]["official"]
-    ours = perfect["scores"]["shop"]["official"]["task_types"]["generation"]
+    ours = perfect["scores"]["shop"]["protocols"]["official"]["task_types"]["generation"]
     assert lm["shop_score"] == pytest.approx(ours["score"], abs=1e-6) and lm["multilingual_sent_transformer"] is None
 
 
@@ -144,7 +149,8 @@ def test_markdown_is_the_seed_shaped_table(runs):
     i = lines.index(head)
     assert lines[i + 2].startswith("| `perfect` | 1.0000 ± 0.000 |")
     assert lines[i + 3].startswith("| `silent` | 0.0000 ± 0.000 |")
-    assert "## flexible extraction" in md and "multiple choice by log-likelihood" in md
+    assert "## flexible —" in md and "## shoppingmmlu —" in md and "multiple choice by log-likelihood" in md
+    assert "all-around (mean of tracks)" in head and "kit overall (mean of tasks)" in head
 
 
 def test_cli_writes_the_three_files(runs, contamination_report, tmp_path):
@@ -172,10 +178,10 @@ def test_without_samples_only_lm_eval_numbers(runs, tmp_path):
     run.mkdir()
     shutil.copy(runs["silent"], run / runs["silent"].name)
     board = build_leaderboard([run / runs["silent"].name], ["silent"])
-    shop = board["models"][0]["scores"]["shop"]
-    assert shop["source"] == "lm-eval" and shop["official"]["overall"] is None
-    mc = shop["official"]["task_types"]["multiple-choice"]
-    assert mc["score"] == 0.0 and mc["stderr"] is None and mc["parse_failure_rate"] == 1.0
+    shop = board.to_json()["models"][0]["scores"]["shop"]
+    assert shop["source"] == "lm-eval"
+    mc = shop["protocols"]["official"]["multiple-choice"]
+    assert mc["score"] == 0.0 and mc["parse_failure_rate"] == 1.0
     assert "| `silent` |" in render_markdown(board)
 
 

@@ -17,6 +17,7 @@ import pytest
 from shop_eval import lm_eval_bridge as bridge
 from shop_eval.loaders import load
 from shop_eval.prompts import SYSTEM_PROMPT, format_answer
+from shop_eval.records import SHORT_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS_DIR = REPO / "lm_eval_tasks"
@@ -31,7 +32,15 @@ GENERATIVE = [
     "shop_classification",
 ]
 ALL_SHOP = sorted([*GENERATIVE, "shop_multiple_choice_ll"])
-TYPE_OF = {f"shop_{s}": t for t, s in bridge.SHORT_NAMES.items()} | {"shop_multiple_choice_ll": "multiple-choice"}
+TYPE_OF = {f"shop_{s}": t for t, s in SHORT_NAMES.items()} | {"shop_multiple_choice_ll": "multiple-choice"}
+SHOPMMLU = REPO / "tests" / "fixtures" / "shoppingmmlu" / "data"
+
+
+def _type_of(task: str) -> str:
+    """The task type of any shop_* / shopchat_* / shopmmlu_* task name."""
+    from shop_eval.leaderboard import family_of
+
+    return family_of(task)[1]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -53,6 +62,13 @@ def task_manager():
 
 def test_glob_selects_the_tasks_once_not_the_group_or_tags(task_manager):
     assert task_manager.match_tasks(["shop_*"]) == ALL_SHOP
+    # Shopping MMLU: 4 skills x (5 types + log-likelihood MC); the groups are named shoppingmmlu*, not shopmmlu_*
+    mmlu = task_manager.match_tasks(["shopmmlu_*"])
+    assert len(mmlu) == 24 and not any(t.startswith("shoppingmmlu") for t in mmlu)
+    assert task_manager.task_index["shoppingmmlu"]["type"] == "group"
+    assert sorted(task_manager._get_config("shoppingmmlu")["task"]) == sorted(
+        f"shoppingmmlu_{s}" for s in ("concept", "reasoning", "behavior", "multilingual")
+    )
     index = task_manager.task_index
     assert index["shopbench"]["type"] == "group"
     assert index["shopbench_tasks"]["type"] == "tag" and index["shopchat"]["type"] == "tag"
@@ -115,7 +131,7 @@ def test_every_task_builds_with_the_kits_prompt_and_decoding(task_manager, tmp_p
         assert gen["do_sample"] is False and gen["until"] == []
         expected = 512 if name.startswith("shopchat_") else (1 if ttype == "multiple-choice" else 100)
         assert gen["max_gen_toks"] == expected, name
-        assert [f.name for f in task._filters] == ["official", "flexible"]
+        assert [f.name for f in task._filters] == ["official", "flexible", "shoppingmmlu"]
 
 
 def test_data_option_reads_any_loader_format(task_manager, tmp_path, monkeypatch):
@@ -137,9 +153,9 @@ def test_data_option_reads_any_loader_format(task_manager, tmp_path, monkeypatch
     task = get_task_dict(["shop_ner"], tm)["shop_ner"]
     assert [d["input_field"] for d in task.eval_docs] == [r["input_field"] for r in ner]
     monkeypatch.setenv(bridge.DATA_ENV, "mine.jsonl")
-    # a data file without some task type: a clear error naming the tasks it can run
-    with pytest.raises(Exception, match=r"no 'ranking' rows.*--tasks shop_ner"):
-        get_task_dict(["shop_ranking"], task_manager)
+    # a data file without some task type: that task is absent (one placeholder doc, never scored)
+    task = get_task_dict(["shop_ranking"], task_manager)["shop_ranking"]
+    assert [d["origin"] for d in task.eval_docs] == [bridge.ABSENT]
 
 
 def test_data_option_seed_testsets(seed_testsets_dir, task_manager, monkeypatch):
@@ -160,17 +176,24 @@ def test_data_option_seed_testsets(seed_testsets_dir, task_manager, monkeypatch)
     tasks = get_task_dict(GENERATIVE, task_manager)
     expected = Counter(r.task_type for r in loaded.records)
     assert {name: len(t.eval_docs) for name, t in tasks.items()} == {
-        f"shop_{bridge.SHORT_NAMES[t]}": n for t, n in expected.items()
+        f"shop_{SHORT_NAMES[t]}": n for t, n in expected.items()
     }
     assert len(expected) == 6 and sum(expected.values()) > 1000
 
 
-def test_ll_choices_cover_gapped_option_numbers():
-    doc = bridge.record_to_doc(
-        load(SAMPLE)[0].model_copy(update={"input_field": "Q\n0. a\n1. b\n3. c\nAnswer: ", "output_field": 3})
-    )
-    assert bridge.doc_to_choice(doc) == ["0", "1", "2", "3"]
-    assert bridge.doc_to_choice_target(doc) == 3
+def test_ll_choices_come_from_the_one_option_parser():
+    from shop_eval.prompt_options import parse_options
+
+    base = load(SAMPLE)[0]
+    doc = bridge.record_to_doc(base.model_copy(update={"input_field": "Q\n0. a\n1. b\n2. c\nAnswer: ", "output_field": 2}))
+    assert bridge.doc_to_choice(doc) == ["0", "1", "2"] and bridge.doc_to_choice_target(doc) == 2
+    # the tricky prompt of issue 15: "12.9 inch" is no option line, "Option: 2) green" is one
+    tricky = "0. red case\n1. blue case\n12.9 inch sleeve\nOption: 2) green"
+    doc = bridge.record_to_doc(base.model_copy(update={"input_field": tricky, "output_field": 1}))
+    assert bridge.doc_to_choice(doc) == ["0", "1", "2"] == [str(i) for i in parse_options(tricky).numbers]
+    # no option list (Shopping MMLU's rating prediction): the ten digits, whatever the truth
+    doc = bridge.record_to_doc(base.model_copy(update={"input_field": "Rate it.\nAnswer: ", "output_field": 4}))
+    assert bridge.doc_to_choice(doc) == [str(i) for i in range(10)]
 
 
 # --------------------------------------------------------------------------- equality with shop-eval score
@@ -189,19 +212,21 @@ def _assert_equal_to_scorer(results_file: Path, data: Path, tmp_path: Path) -> i
     stamp = results_file.name.removeprefix("results_").removesuffix(".json")
     checked = 0
     for task, nums in res["results"].items():
-        if not task.startswith(("shop_", "shopchat_")):
+        if not task.startswith(("shop_", "shopchat_", "shopmmlu_")):
             continue
         samples = results_file.parent / f"samples_{task}_{stamp}.jsonl"
         assert samples.exists(), samples
-        ttype = TYPE_OF[task.replace("shopchat_", "shop_")]
+        ttype = _type_of(task)
+        if not any("," in k for k in nums):  # an absent task: no metrics
+            continue
         scored = _scorer(data, [samples], tmp_path / f"{task}.json")
-        filters = ["none"] if task == "shop_multiple_choice_ll" else ["official", "flexible"]
+        filters = ["none"] if task.endswith("_ll") else ["official", "flexible", "shoppingmmlu"]
         # sentence-transformer cosines differ in the 8th digit with the batch a text was embedded in
         # (padding); every other metric is exact
         tol = 1e-6 if ttype == "generation" else 1e-12
         for filt in filters:
             ext = "official" if filt == "none" else filt
-            ours = scored["extractors"][ext]["task_types"][ttype]
+            ours = scored["protocols"][ext]["task_types"][ttype]
             assert nums[f"shop_score,{filt}"] == pytest.approx(ours["score"], abs=tol), (task, filt)
             if filt != "none":
                 assert nums[f"parse_failure,{filt}"] == pytest.approx(ours["parse_failure_rate"], abs=1e-12)
@@ -274,8 +299,13 @@ def test_lm_eval_numbers_equal_shop_eval_score(task_manager, tmp_path):
     assert 0 < r["shop_retrieval"]["shop_score,official"] < 1
     assert r["shop_multiple_choice"]["shop_score,flexible"] > r["shop_multiple_choice"]["shop_score,official"] > 0
     assert r["shop_multiple_choice"]["parse_failure,official"] > r["shop_multiple_choice"]["parse_failure,flexible"]
-    # rows 0, 2, 4 right: task means 1/2, 1, 0, 1 over its four task names
-    assert r["shop_multiple_choice_ll"]["shop_score,none"] == pytest.approx(0.625)
+    # even rows right: per task name the share of its rows with an even row number, then the mean over names
+    mc = [(i, rec) for i, rec in enumerate(load(SAMPLE)) if rec.task_type == "multiple-choice"]
+    by_task: dict[str, list[float]] = {}
+    for i, rec in mc:
+        by_task.setdefault(rec.task_name, []).append(float(i % 2 == 0))
+    expected = sum(sum(v) / len(v) for v in by_task.values()) / len(by_task)
+    assert r["shop_multiple_choice_ll"]["shop_score,none"] == pytest.approx(expected)
     assert _assert_equal_to_scorer(results_file, SAMPLE, tmp_path) >= 2 * len(GENERATIVE) + 1 + 2
 
 
@@ -290,7 +320,7 @@ def test_duplicate_prompts_stay_separate_rows(task_manager, tmp_path, monkeypatc
     monkeypatch.setenv(bridge.DATA_ENV, str(data))
     res, results_file = _run_canned(task_manager, ["shop_multiple_choice", "shop_multiple_choice_ll"], tmp_path / "o")
     assert res["n-samples"]["shop_multiple_choice"]["effective"] == len(mc) + 2
-    assert _assert_equal_to_scorer(results_file, data, tmp_path) == 3
+    assert _assert_equal_to_scorer(results_file, data, tmp_path) == 4  # three protocols + log-likelihood
 
 
 def test_data_option_ec_guide(ec_guide_dir, task_manager, monkeypatch):
@@ -301,15 +331,16 @@ def test_data_option_ec_guide(ec_guide_dir, task_manager, monkeypatch):
     from shop_eval.loaders import load_records
 
     monkeypatch.setenv(bridge.DATA_ENV, str(ec_guide_dir))
-    expected = Counter(r.task_type for r in load_records(ec_guide_dir).records)
-    names = [f"shop_{bridge.SHORT_NAMES[t]}" for t in expected]
+    monkeypatch.setenv(bridge.SKIP_ENV, "1")  # five MCQ/SAP truths name an option their prompt lacks
+    expected = Counter(r.task_type for r in load_records(ec_guide_dir, skip_invalid=True).records)
+    names = [f"shop_{SHORT_NAMES[t]}" for t in expected]
     tasks = get_task_dict(names, task_manager)
     assert {n: len(t.eval_docs) for n, t in tasks.items()} == {
-        f"shop_{bridge.SHORT_NAMES[t]}": c for t, c in expected.items()
+        f"shop_{SHORT_NAMES[t]}": c for t, c in expected.items()
     }
-    if "ranking" not in expected:  # EC-Guide's public part has no ranking file
-        with pytest.raises(Exception, match="no 'ranking' rows"):
-            get_task_dict(["shop_ranking"], task_manager)
+    if "ranking" not in expected:  # EC-Guide's public part has no ranking file: the task is absent
+        task = get_task_dict(["shop_ranking"], task_manager)["shop_ranking"]
+        assert [d["origin"] for d in task.eval_docs] == [bridge.ABSENT]
 
 
 @pytest.mark.slow
@@ -358,10 +389,10 @@ def test_tiny_model_lm_eval_cli_equals_shop_eval_score(tiny_model_dir, tmp_path)
     lora_file = lm_eval([*peft_base, "--tasks", "shop_ner,shop_multiple_choice_ll"], "lora")
     _assert_equal_to_scorer(lora_file, SAMPLE, tmp_path)
     board = build_leaderboard([results_file, lora_file])
-    base_entry, lora_entry = board["models"]
-    assert base_entry["adapter"] is None and lora_entry["adapter"] == str(lora)
-    assert lora_entry["name"] == f"{tiny_model_dir.name}+lora"
-    assert all(m["lm_eval_agreement"]["ok"] for m in board["models"])
+    base_entry, lora_entry = board.models
+    assert base_entry.adapter is None and lora_entry.adapter == str(lora)
+    assert lora_entry.name == f"{tiny_model_dir.name}+lora"
+    assert all(m.agreement["ok"] for m in board.models)
 
 
 @pytest.mark.slow
@@ -378,7 +409,7 @@ def test_data_parallel_ranks_gather_the_same_numbers(tiny_model_dir, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     (results_file,) = out.rglob("results_*.json")
     res = json.loads(results_file.read_text())
-    assert res["n-samples"]["shop_generation"]["effective"] == 6
+    assert res["n-samples"]["shop_generation"]["effective"] == sum(r.task_type == "generation" for r in load(SAMPLE))
     assert _assert_equal_to_scorer(results_file, SAMPLE, tmp_path) >= 3
 
 
@@ -391,3 +422,61 @@ def test_group_reports_the_mean_of_its_six_tasks(task_manager, tmp_path):
         n = {t: res["n-samples"][t]["effective"] for t in GENERATIVE}
         pooled = sum(r[t][f"parse_failure,{filt}"] * n[t] for t in GENERATIVE) / sum(n.values())
         assert r["shopbench"][f"parse_failure,{filt}"] == pytest.approx(pooled, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- absent task types, Shopping MMLU
+
+
+def test_absent_task_types_run_and_are_reported_absent(task_manager, tmp_path, monkeypatch):
+    """The kit's file has no classification rows: `--tasks 'shop_*'` runs, the absent task reports no metric,
+    and the leaderboard marks it absent (no NaN, no 0) while the other numbers equal `shop-eval score`."""
+    from shop_eval.leaderboard import build_leaderboard, render_markdown
+
+    data = REPO / "tests" / "fixtures" / "kit_dev.jsonl"
+    monkeypatch.setenv(bridge.DATA_ENV, str(data))
+    res, results_file = _run_canned(task_manager, ALL_SHOP, tmp_path / "kit")
+    assert not any("," in k for k in res["results"]["shop_classification"])  # absent: no metric at all
+    assert _assert_equal_to_scorer(results_file, data, tmp_path) >= 5 * 3
+    board = build_leaderboard([results_file])
+    shop = board.models[0].scores["shop"]
+    assert shop.type_score("official", "classification") == (None, None, True)
+    assert board.models[0].agreement["ok"] and board.models[0].tasks["shop_classification"].n == 0
+    md = render_markdown(board)
+    assert "classification" not in md  # a type no model has is no column
+    assert "NaN" not in json.dumps(board.to_json()) and "nan" not in md
+    # the overall numbers: the scorer's, on the same samples
+    generative = [p for p in sorted(results_file.parent.glob("samples_shop_*.jsonl")) if "_ll_" not in p.name]
+    scored = _scorer(data, generative, tmp_path / "all.json")
+    for p in ("official", "flexible", "shoppingmmlu"):
+        ours = board.models[0].scores["shop"].protocols[p]
+        assert ours.mean_of_tracks.score == pytest.approx(scored["protocols"][p]["mean_of_tracks"]["score"], abs=1e-12)
+        assert ours.mean_of_tasks.score == pytest.approx(scored["protocols"][p]["mean_of_tasks"]["score"], abs=1e-12)
+
+
+def test_shopmmlu_tasks_equal_shop_eval_score_and_the_leaderboard_shows_four_skills(task_manager, tmp_path,
+                                                                                   monkeypatch):  # fmt: skip
+    from shop_eval.leaderboard import build_leaderboard, render_markdown
+
+    monkeypatch.setenv(bridge.SHOPMMLU_ENV, str(SHOPMMLU))
+    res, results_file = _run_canned(task_manager, ["shoppingmmlu", "shopmmlu_concept_multiple_choice_ll"],
+                                    tmp_path / "mmlu")  # fmt: skip
+    present = [t for t, v in res["results"].items() if t.startswith("shopmmlu_") and any("," in k for k in v)]
+    assert len(present) == 8  # concept: mc, retrieval, ner, generation; behavior: mc, ranking; multilingual: gen; ll
+    assert _assert_equal_to_scorer(results_file, SHOPMMLU, tmp_path) >= 7 * 3 + 1
+    board = build_leaderboard([results_file])
+    m = board.models[0]
+    assert m.agreement["ok"]
+    official = m.scores["shopmmlu"].protocols["official"]
+    assert set(official.tracks) == {"skill1_concept", "skill3_behavior", "skill4_multilingual"}
+    md = render_markdown(board)
+    assert "skill 2: shopping knowledge reasoning" in md and "| absent |" in md
+
+
+def test_generated_shopmmlu_files_are_current():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen", TASKS_DIR / "_generate_shopmmlu.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    for name, text in gen.files().items():
+        assert (TASKS_DIR / name).read_text(encoding="utf-8") == text, f"{name}: run lm_eval_tasks/_generate_shopmmlu.py"
