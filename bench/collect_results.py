@@ -48,6 +48,25 @@ def fix_peaks(path_name: str, res: dict, log_dirs: list[Path]) -> dict:
     return res
 
 
+_LOGGED = re.compile(r"\{'(loss|eval_loss)': [^}]*\}")
+
+
+def partial_from_log(label: str, run: str, recipe: str, text: str, cap: float | None) -> dict:
+    """A row for a recipe run cut off before it reported (a call's time limit): what its axolotl log shows —
+    the optimizer steps and evaluation passes it logged, and the largest logged memory peaks."""
+    steps = sum(1 for m in _LOGGED.finditer(text) if m.group(1) == "loss")
+    evals = sum(1 for m in _LOGGED.finditer(text) if m.group(1) == "eval_loss")
+    row = {"path": label, "run": run, "kind": "recipe", "recipe": recipe, "memory_cap_gib": cap}
+    row.update({"steps_run": steps, "eval_included": evals > 0, "eval_passes": evals, "save_included": False})
+    row.update({"max_steps": None, "timed_steps": 0, "tok_s": None, "error": "cut off by the call's time limit"})
+    row.update(peaks_from_log(text))
+    for key in ("max_steps", "lora_r", "micro_batch_size", "gradient_accumulation_steps"):  # axolotl's config dump
+        found = re.search(rf'"{key}": (\d+)', text)
+        row[key] = int(found.group(1)) if found else row.get(key)
+    row["peak_from_log"] = True
+    return row
+
+
 def merge_train(main: dict, levers: list[tuple[str, dict]], log_dirs: list[Path]) -> dict:
     """``levers``: (label, result) of the lever calls.  A lever call that also re-ran ``ours`` gives its levers
     a same-machine ratio (``vs_ours_same_call``); a name seen twice is kept as ``name@label``."""
@@ -65,12 +84,53 @@ def merge_train(main: dict, levers: list[tuple[str, dict]], log_dirs: list[Path]
             if same_call and k != "ours":
                 v["vs_ours_same_call"] = common.ratio(v.get("tok_s"), same_call)
             paths[k if k not in paths else f"{k}@{label}"] = v
-    ours, fixed = paths.get("ours", {}), paths.get("fixed", {})
+    out.update(relabel_and_compare(paths, {}, set()))
+    common.check_result(out, "train")
+    return out
+
+
+def relabel_and_compare(paths: dict, renames: dict, unenforced: set) -> dict:
+    """Rename runs (``renames``: old label -> (new label, new run name)), mark the calls whose recipe runs ran
+    without the cap enforced (``unenforced``: source labels), and add each recipe run's ratio to the recipe
+    row of its kind and to the best plain loop under the same cap; returns the headline fields."""
+    out = {}
+    for old, (new, run) in renames.items():
+        if old in paths:
+            row = paths.pop(old)
+            row.update({"path": new, "run": run, "label_in_call": old})
+            out[new] = row
+    paths.update(out)
+    for v in paths.values():
+        enforced = not (v.get("kind") == "recipe" and v.get("source") in unenforced)
+        v["cap_enforced"] = bool(v.get("memory_cap_gib")) and enforced
+    ours = paths.get("sft") or paths.get("ours") or {}
     for v in paths.values():
         if "overrides" in v and v.get("tok_s") and v is not ours:
-            v["vs_ours"] = common.ratio(v["tok_s"], ours.get("tok_s"))
-            v["vs_best_plain"] = common.ratio(v["tok_s"], fixed.get("tok_s"))
-    out.update(common.train_headline(paths))
+            base = common.best_plain(paths, v.get("memory_cap_gib"), v.get("lora_r"))
+            v["vs_best_plain"] = common.ratio(v["tok_s"], base.get("tok_s"))
+            v["best_plain"] = base.get("path")
+    return common.train_headline(paths)
+
+
+def merge_calls(
+    calls: list[tuple[str, dict]], log_dirs: list[Path], renames: dict, unenforced: set, partial: list
+) -> dict:
+    """Several calls' results (label, result) into one; axolotl runs' peaks re-derived from their logs."""
+    out = dict(calls[0][1])
+    paths: dict[str, dict] = {}
+    for (label, res), logs in zip(calls, log_dirs, strict=True):
+        for k, v in res["paths"].items():
+            v = {**v, "source": label}
+            if v.get("kind") == "recipe":
+                fix_peaks(k, v, [logs])
+            paths[f"{k}@{label}" if k in paths else k] = v
+    for label, name, run, recipe, log, cap in partial:
+        paths[name] = {
+            **partial_from_log(name, run, recipe, Path(log).read_text(errors="replace"), cap),
+            "source": label,
+        }
+    out["settings"] = {**calls[0][1]["settings"], "calls": {lab: r["settings"] for lab, r in calls}}
+    out.update(relabel_and_compare(paths, renames, unenforced))
     common.check_result(out, "train")
     return out
 
@@ -115,6 +175,14 @@ def main(argv=None) -> int:
     t.add_argument("--levers", nargs="*", default=[])
     t.add_argument("--logs", nargs="*", default=[], help="log folders: the main run's, then one per --levers file")
     t.add_argument("--out", required=True)
+    c = sub.add_parser("calls", help="several calls of bench/train_throughput.py --runs into one result")
+    c.add_argument("--call", nargs=3, action="append", metavar=("LABEL", "JSON", "LOGDIR"), required=True)
+    c.add_argument("--rename", nargs=3, action="append", default=[], metavar=("OLD", "NEW", "RUN"))
+    c.add_argument("--cap-not-enforced", nargs="*", default=[], help="call labels whose recipe runs ran uncapped")
+    c.add_argument(
+        "--partial", nargs=6, action="append", default=[], metavar=("LABEL", "NAME", "RUN", "RECIPE", "LOG", "CAP")
+    )
+    c.add_argument("--out", required=True)
     e = sub.add_parser("eval")
     e.add_argument("--runs", nargs="+", required=True)
     e.add_argument("--headline", default="ours:defaults", help="OURS:BASELINE setting names")
@@ -126,11 +194,19 @@ def main(argv=None) -> int:
             [(Path(p).parent.name + "/" + Path(p).stem, json.loads(Path(p).read_text())) for p in args.levers],
             [Path(d) for d in args.logs],
         )
+    elif args.kind == "calls":
+        res = merge_calls(
+            [(lab, json.loads(Path(p).read_text())) for lab, p, _ in args.call],
+            [Path(d) for _, _, d in args.call],
+            {old: (new, run) for old, new, run in args.rename},
+            set(args.cap_not_enforced),
+            [(a, b, c_, d, e_, float(f) or None) for a, b, c_, d, e_, f in args.partial],
+        )
     else:
         res = merge_eval([json.loads(Path(p).read_text()) for p in args.runs], tuple(args.headline.split(":")))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
-    print({k: res[k] for k in (common.TRAIN_FIELDS if args.kind == "train" else common.EVAL_FIELDS)[3:]})
+    print({k: res[k] for k in (common.EVAL_FIELDS if args.kind == "eval" else common.TRAIN_FIELDS)[3:]})
     return 0
 
 

@@ -121,6 +121,11 @@ def make_examples(lengths: list[dict], n: int, vocab: int, seed: int = 0, max_le
     return out
 
 
+def as_completion(example: Example) -> Example:
+    """The same tokens as a continued-pretraining document: every token trained (``type: completion``)."""
+    return Example(list(example.input_ids), list(example.input_ids))
+
+
 def padded_batches(examples: list[Example], batch_size: int, multiple: int = 1) -> list[dict]:
     """Consecutive examples padded (right) to the longest in the batch, rounded up to ``multiple``:
     a hand-written loop's batches (LLaMA-Factory pads to a multiple of 8)."""
@@ -211,10 +216,77 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
 
+#: headline recipe runs: the card they are for and the goal (ratio to the best plain loop under the same cap)
+HEADLINE_RUNS = {"sft": ("24 GB", 1.5), "cpt": ("24 GB", 1.5), "sft_80gb": ("80 GB", 2.0), "cpt_80gb": ("80 GB", 2.0)}
+HEADLINE_RUNS["qlora"] = ("24 GB, one card", None)
+#: what every headline row carries (issue 13)
+ROW_FIELDS = (
+    "recipe",
+    "memory_cap_gib",
+    "tok_s",
+    "peak_allocated_gib",
+    "peak_reserved_gib",
+    "max_steps",
+    "timed_steps",
+    "eval_included",
+    "save_included",
+)
+
+
+def best_plain(paths: dict, cap: float | None, lora_r: int | None = None) -> dict:
+    """The fastest plain fixed-block loop that ran (no error) under the same memory cap — at the same LoRA
+    rank when one such ran, else at any rank.  {} when none did."""
+    ran = [
+        r
+        for r in paths.values()
+        if r.get("kind") == "plain"
+        and str(r.get("run", r.get("path", ""))).startswith("fixed")
+        and r.get("tok_s")
+        and not r.get("error")
+        and r.get("memory_cap_gib") == cap
+    ]
+    same_rank = [r for r in ran if lora_r is not None and r.get("lora_r") == lora_r]
+    pool = same_rank or ran
+    return max(pool, key=lambda r: r["tok_s"]) if pool else {}
+
+
+def headline_rows(paths: dict) -> list[dict]:
+    """One row per headline recipe run: the issue's fields, the baseline it is compared with, the ratio."""
+    rows = []
+    for res in paths.values():
+        run = res.get("run")
+        if res.get("kind") != "recipe" or run not in HEADLINE_RUNS:
+            continue
+        card, goal = HEADLINE_RUNS[run]
+        base = best_plain(paths, res.get("memory_cap_gib"), res.get("lora_r"))
+        row = {k: res.get(k) for k in ROW_FIELDS}
+        row.update(
+            {
+                "run": res.get("path"),
+                "cap_enforced": res.get("cap_enforced", bool(res.get("memory_cap_gib"))),
+                "card": card,
+                "error": res.get("error"),
+                "baseline": base.get("path"),
+                "baseline_tok_s": base.get("tok_s"),
+                "baseline_peak_allocated_gib": base.get("peak_allocated_gib"),
+                "ratio": None if res.get("error") else ratio(res.get("tok_s"), base.get("tok_s")),
+                "goal": goal,
+            }
+        )
+        row["goal_met"] = None if goal is None or row["ratio"] is None else row["ratio"] >= goal
+        rows.append(row)
+    return rows
+
+
 def train_headline(paths: dict) -> dict:
-    """The training result's headline fields from its measured paths: ours vs the best plain case
-    ("fixed") and vs the padded baseline (the faster of its real variants, so the ratio is conservative)."""
-    fixed, ours = paths.get("fixed", {}), paths.get("ours", {})
+    """The training result's headline fields from its measured paths.  ``train_ratio``: the SFT recipe
+    (``sft``, or ``ours`` in older results) vs the best plain case under the same cap ("fixed"...);
+    ``train_ratio_padded``: vs the padded baseline (the faster of its real variants, so the ratio is
+    conservative); ``headline``: one row per headline recipe run (``headline_rows``)."""
+    ours = next((paths[k] for k in ("sft", "ours") if paths.get(k, {}).get("tok_s")), paths.get("ours", {}))
+    fixed = paths.get("fixed", {}) if "fixed" in paths and "run" not in paths["fixed"] else {}
+    if not fixed:
+        fixed = best_plain(paths, ours.get("memory_cap_gib"), ours.get("lora_r"))
     padded_runs = [paths[k] for k in ("padded", "padded_nocudnn", "padded_m64") if paths.get(k, {}).get("tok_s")]
     padded = max(padded_runs, key=lambda r: r["tok_s"]) if padded_runs else {}
     return {
@@ -225,6 +297,7 @@ def train_headline(paths: dict) -> dict:
         "recipe_tok_s": ours.get("tok_s"),
         "baseline_peak_gib": fixed.get("peak_allocated_gib"),
         "recipe_peak_gib": ours.get("peak_allocated_gib"),
+        "headline": headline_rows(paths),
         "paths": paths,
     }
 
@@ -235,3 +308,10 @@ def check_result(result: dict, kind: str) -> None:
     missing = [f for f in fields if f not in result]
     if missing:
         raise ValueError(f"{kind} result lacks fields: {', '.join(missing)}")
+    for row in result.get("headline") or [] if kind == "train" else []:
+        lacking = [f for f in ROW_FIELDS if f not in row]
+        if lacking:
+            raise ValueError(f"headline row {row.get('run')} lacks fields: {', '.join(lacking)}")
+        cap, reserved = row["memory_cap_gib"], row["peak_reserved_gib"]
+        if cap and reserved and reserved > cap and row.get("cap_enforced", True):
+            raise ValueError(f"headline row {row.get('run')}: peak reserved {reserved} GiB is over its cap {cap}")

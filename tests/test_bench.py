@@ -170,36 +170,121 @@ def recipe():
 
 def test_axolotl_config_keeps_the_recipe_and_overrides_only_what_the_device_forces(recipe, tmp_path):
     args = tt.parse_args(["--ours-steps", "30"])
-    conf = tt.axolotl_config(recipe, tt.recipe_overrides(args, tmp_path, "cuda"))
+    conf = tt.axolotl_config(recipe, tt.recipe_overrides(args, tmp_path, "cuda", recipe))
     for key in ("sample_packing", "lora_r", "lora_alpha", "lora_dropout", "lora_target_linear", "sequence_len",
                 "micro_batch_size", "gradient_accumulation_steps", "gradient_checkpointing", "liger_rms_norm",
-                "liger_fused_linear_cross_entropy", "learning_rate", "optimizer", "bf16"):  # fmt: skip
+                "liger_fused_linear_cross_entropy", "learning_rate", "optimizer", "bf16", "deepspeed",
+                "attn_implementation", "sdpa_varlen", "eval_batch_size"):  # fmt: skip
         assert conf.get(key) == recipe.get(key), key
-    assert conf["plugins"] == ["axolotl.integrations.liger.LigerPlugin", "bench.axolotl_plugin.BenchPlugin"]
-    assert conf["attn_implementation"] == "sdpa" and conf["sdpa_varlen"] is True
+    assert conf["plugins"] == [*recipe["plugins"], "bench.axolotl_plugin.BenchPlugin"]
     assert conf["base_model"] == str(tmp_path / "model") and conf["max_steps"] == 30
-    assert "deepspeed" not in conf and "test_datasets" not in conf  # None removes a key
-    assert conf["datasets"] == [{"path": str(tmp_path / "data" / "train.jsonl"), "ds_type": "json"}]
-    lever = tt.axolotl_config(recipe, {**tt.recipe_overrides(args, tmp_path, "cuda"), **tt.LEVERS["zero2_1gpu"][0]})
-    assert lever["deepspeed"] == "recipes/deepspeed/zero2.json"
+    assert conf["datasets"] == [{"path": str(tmp_path / "data" / "chat_train.jsonl"), "ds_type": "json"}]
+    # a lever run: no evaluation, no checkpoints (None removes a key)
+    assert "test_datasets" not in conf and conf["save_strategy"] == "no" and conf["val_set_size"] == 0.0
+    lever = tt.axolotl_config(
+        recipe, {**tt.recipe_overrides(args, tmp_path, "cuda", recipe), **tt.RUNS["sft_d0"].overrides}
+    )
+    assert lever["lora_dropout"] == 0.0
+
+
+def test_headline_runs_keep_one_evaluation_pass_and_one_save_at_the_last_step(recipe, tmp_path):
+    args = tt.parse_args(["--ours-steps", "6"])
+    conf = tt.axolotl_config(recipe, tt.recipe_overrides(args, tmp_path, "cuda", recipe, full=True))
+    assert conf["eval_steps"] == conf["save_steps"] == conf["max_steps"] == 6
+    assert conf["save_strategy"] == "steps" and "evals_per_epoch" not in conf and "saves_per_epoch" not in conf
+    assert conf["test_datasets"][0]["path"] == str(tmp_path / "data" / "chat_eval.jsonl")  # sft: held-out file
+    assert conf["save_total_limit"] == recipe["save_total_limit"]
+    import yaml
+
+    cpt = yaml.safe_load((REPO / "recipes" / "cpt.yml").read_text())
+    conf = tt.axolotl_config(cpt, tt.recipe_overrides(args, tmp_path, "cuda", cpt, full=True))
+    assert conf["val_set_size"] == cpt["val_set_size"] > 0 and "test_datasets" not in conf  # cpt: its own split
+    assert conf["datasets"][0]["path"].endswith("completion_train.jsonl")
 
 
 def test_cpu_config_disables_gpu_only_features(recipe, tmp_path):
-    conf = tt.axolotl_config(recipe, tt.recipe_overrides(tt.parse_args(["--tiny", "--dry-run"]), tmp_path, "cpu"))
+    args = tt.parse_args(["--tiny", "--dry-run"])
+    conf = tt.axolotl_config(recipe, tt.recipe_overrides(args, tmp_path, "cpu", recipe))
     assert conf["bf16"] is False and conf["fp16"] is False
-    assert not any(k.startswith("liger_") for k in conf)
+    assert not any(k.startswith("liger_") for k in conf) and "deepspeed" not in conf
     assert all(conf[k] is False for k in ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel"))
+    assert tt.cpu_safe({"activation_offloading": "hidden_states", "lora_dropout": 0.0}) == {"lora_dropout": 0.0}
 
 
-def test_axolotl_commands_run_preprocess_then_train():
-    pre, train = tt.axolotl_commands(Path("/w/ours.yml"))
-    assert pre == [sys.executable, "-m", "axolotl.cli.main", "preprocess", "/w/ours.yml"]
-    assert train == [sys.executable, "-m", "axolotl.cli.main", "train", "/w/ours.yml", "--launcher", "python"]
+def test_commands_are_the_chains_own():
+    train = tt.train_command(Path("/w/sft.yml"))
+    assert train == [sys.executable, "-m", "axolotl.cli.train", "/w/sft.yml"]  # one worker of accelerate launch
+    merge = tt.merge_command(Path("/w/sft.yml"), Path("/w/out"))
+    assert merge[1:] == ["-m", "axolotl.cli.main", "merge-lora", "/w/sft.yml", "--lora-model-dir", "/w/out"]
+    env = tt.subprocess_env(23.5, Path("/s"), Path("/p"), Path("/g"), 29555)
+    assert env["BENCH_MEMORY_CAP_GIB"] == "23.5" and env["BENCH_GO_FILE"] == "/g" and env["MASTER_PORT"] == "29555"
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(REPO / "bench" / "memcap")  # the cap hook comes first
+    assert env["PYTORCH_ALLOC_CONF"] == "expandable_segments:True" and env["WORLD_SIZE"] == "1"
+    assert "BENCH_MEMORY_CAP_GIB" not in tt.subprocess_env(None, Path("/s"), Path("/p"), None, 1)
 
 
-def test_levers_each_state_a_prediction():
-    for name, (overrides, prediction) in tt.LEVERS.items():
-        assert overrides and "predict" in prediction, name
+def test_runs_each_state_a_prediction():
+    for name, run in tt.RUNS.items():
+        assert (REPO / run.recipe).exists(), name
+        if run.overrides:
+            assert "predict" in run.prediction or "bench only" in run.prediction, name
+
+
+def test_run_list_parsing():
+    items = tt.parse_items("fixed_b2,sft,merge:sft,sft_80gb@78,fixed_b4_r64_nockpt@0", 23.5)
+    assert [(i.kind, i.name, i.cap, i.label) for i in items] == [
+        ("plain", "fixed_b2", 23.5, "fixed_b2"),
+        ("recipe", "sft", 23.5, "sft"),
+        ("merge", "merge:sft", 23.5, "merge_sft"),
+        ("recipe", "sft_80gb", 78.0, "sft_80gb@78"),
+        ("plain", "fixed_b4_r64_nockpt", None, "fixed_b4_r64_nockpt"),
+    ]
+    args = tt.parse_args([])
+    assert tt.plain_spec("fixed_b3_r64_nockpt", args) == {"batch": 3, "rank": 64, "ckpt": False}
+    assert tt.plain_spec("fixed", args) == {"batch": 4, "rank": 16, "ckpt": True}
+    for bad, why in [
+        ("nope", "unknown run"),
+        ("sft@x", "number of GiB"),
+        ("merge:nope", "no recipe run"),
+        ("sft,sft", "twice"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            tt.parse_items(bad, None)
+
+
+def test_bad_cap_option_is_one_clear_error():
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "train_throughput.py"), "--memory-cap-gib", "-3"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "--memory-cap-gib must be a positive number" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_oom_message_numbers():
+    msg = (
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 3.91 GiB. GPU 0 has a total capacity of "
+        "139.80 GiB of which 89.66 GiB is free. 23.50 GiB allowed; Of the allocated memory 22.77 GiB is allocated "
+        "by PyTorch, and 124.99 MiB is reserved by PyTorch but unallocated."
+    )
+    assert tt.oom_numbers(msg) == {
+        "oom_tried_gib": 3.91,
+        "oom_allocated_gib": 22.77,
+        "oom_reserved_unallocated_gib": 0.12,
+    }
+
+
+def test_completion_examples_train_every_token(tmp_path):
+    ex = common.make_examples(LENGTHS, 4, vocab=100)
+    doc = common.as_completion(ex[0])
+    assert doc.input_ids == ex[0].input_ids and doc.labels == ex[0].input_ids and -100 in ex[0].labels
+    args = tt.parse_args(["--tiny", "--dry-run"])
+    tt.write_datasets(LENGTHS, args, 100, tmp_path)
+    rows = [json.loads(x) for x in (tmp_path / "data" / "completion_train.jsonl").read_text().splitlines()]
+    chat = [json.loads(x) for x in (tmp_path / "data" / "chat_train.jsonl").read_text().splitlines()]
+    assert [r["input_ids"] for r in rows] == [r["input_ids"] for r in chat]  # the same tokens, all trained
+    assert all(r["labels"] == r["input_ids"] for r in rows)
+    assert (tmp_path / "data" / "chat_eval.jsonl").exists()
 
 
 def test_write_dataset_is_pretokenized(tmp_path):
@@ -323,3 +408,182 @@ def test_stubs_import_and_refuse_use():
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "True"
     assert "is a benchmark stub" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- the memory cap (bench/memcap)
+MEMCAP = REPO / "bench" / "memcap"
+
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PYTHONPATH": str(MEMCAP), **env}
+    full.pop("BENCH_MEMORY_CAP_GIB", None) if "BENCH_MEMORY_CAP_GIB" not in env else None
+    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=120)
+
+
+def test_cap_fraction_by_hand():
+    from bench.memcap.sitecustomize import cap_fraction
+
+    assert cap_fraction(23.5, 47 * 2**30) == 0.5
+    with pytest.raises(ValueError, match="more than the device"):
+        cap_fraction(30, 24 * 2**30)
+    with pytest.raises(ValueError, match="positive"):
+        cap_fraction(0, 24 * 2**30)
+
+
+def test_cap_is_registered_at_cuda_start_even_after_an_earlier_lookup_of_torch():
+    """Every process that imports torch queues the cap for CUDA's start — also when a library looked torch up
+    (importlib.util.find_spec) before importing it, which is what disarmed the first version of the hook."""
+    code = (
+        "import importlib.util; importlib.util.find_spec('torch')\n"
+        "import torch\n"
+        "print([c[0].__qualname__ for c in torch.cuda._queued_calls].count('apply.<locals>._set'))\n"
+        "print(torch.cuda.reset_peak_memory_stats.__qualname__)\n"
+    )
+    out = _python(code, BENCH_MEMORY_CAP_GIB="23.5").stdout.split()
+    assert out == ["1", "track_peaks.<locals>.reset_after_folding"]
+    assert _python(code).stdout.split()[0] == "0"  # no variable: nothing queued, nothing wrapped
+
+
+def test_bad_cap_variable_stops_the_process_with_one_line():
+    proc = _python("print('ran')", BENCH_MEMORY_CAP_GIB="lots")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == "error: BENCH_MEMORY_CAP_GIB must be a number of GiB, got 'lots'"
+
+
+def test_peak_survives_resets_of_torchs_counters(tmp_path):
+    """axolotl resets the peak counters each time it logs: the wrapper folds the peak so far in first."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("memcap_under_test", MEMCAP / "sitecustomize.py")
+    site = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(site)
+    state = {"alloc": 5 * 2**30, "resv": 6 * 2**30}
+
+    def reset(device=None):
+        state.update(alloc=2**30, resv=2**30)
+
+    cuda = SimpleNamespace(
+        is_available=lambda: True, is_initialized=lambda: True, device_count=lambda: 1,
+        max_memory_allocated=lambda d=0: state["alloc"], max_memory_reserved=lambda d=0: state["resv"],
+        reset_peak_memory_stats=reset,
+    )  # fmt: skip
+    fake = SimpleNamespace(cuda=cuda)
+    site.track_peaks(fake, None)
+    fake.cuda.reset_peak_memory_stats(0)  # the peak of 5 / 6 GiB is folded in before the reset
+    state.update(alloc=3 * 2**30)
+    assert site.peaks_gib(fake) == {"peak_allocated_gib": 5.0, "peak_reserved_gib": 6.0}
+
+
+# ----------------------------------------------------------------------------- the plugin's timing
+def test_plugin_takes_evaluation_and_save_out_of_the_step_time(monkeypatch, tmp_path):
+    from bench import axolotl_plugin as ap
+
+    clock = iter([0.0, 10.0, 13.0, 20.0, 21.0, 30.0, 31.0, 40.0])  # begin, eval 10-13, end, save 21-30, end, ...
+    monkeypatch.setattr(ap.time, "perf_counter", lambda: next(clock))
+    timer = ap._StepTimer(str(tmp_path / "s.json"))
+    timer.on_train_begin(None, None, None)
+    assert timer.timed("eval", lambda: "metrics") == "metrics"
+    timer.add({"real": 100, "slots": 128, "trained": 10, "pairs": 5})
+    timer.on_step_end(None, None, None)  # at 20: 20 - 0 - 3 s of evaluation
+    timer.timed("save", lambda: None)
+    timer.on_step_end(None, None, None)  # at 31: 31 - 20 - 9 s of saving
+    assert [s["seconds"] for s in timer.steps] == [17.0, 2.0]
+    assert timer.steps[0]["real"] == 100 and timer.steps[1]["real"] == 0
+    assert [e["seconds"] for e in timer.evals] == [3.0] and [s["seconds"] for s in timer.saves] == [9.0]
+
+
+def test_go_file_wait(tmp_path):
+    import threading
+
+    from bench.axolotl_plugin import wait_for_go
+
+    go = tmp_path / "run.go"
+    threading.Timer(0.3, go.write_text, args=("go",)).start()
+    assert wait_for_go(str(go), timeout=60, poll=0.05) >= 0.0
+    with pytest.raises(TimeoutError, match="no go file"):
+        wait_for_go(str(tmp_path / "never.go"), timeout=0.1, poll=0.05)
+
+
+# ----------------------------------------------------------------------------- headline rows and merging calls
+def _row(kind, run, tok, cap, rank=16, error=None, **kw):
+    return {
+        "kind": kind,
+        "run": run,
+        "path": run,
+        "tok_s": tok,
+        "memory_cap_gib": cap,
+        "lora_r": rank,
+        "error": error,
+        **kw,
+    }
+
+
+def test_best_plain_is_the_fastest_that_fit_the_same_cap_at_the_same_rank():
+    paths = {
+        "a": _row("plain", "fixed_b2", 5000.0, 23.5),
+        "b": _row("plain", "fixed_b3", None, 23.5, error="CUDA out of memory"),
+        "c": _row("plain", "fixed_b4", 5600.0, 78.0),
+        "d": _row("plain", "fixed_b1_r64", 3200.0, 23.5, rank=64),
+    }
+    assert common.best_plain(paths, 23.5)["path"] == "fixed_b2"
+    assert common.best_plain(paths, 23.5, 64)["path"] == "fixed_b1_r64"
+    assert common.best_plain(paths, 23.5, 32)["path"] == "fixed_b2"  # no plain loop at that rank: any rank
+    assert common.best_plain(paths, 78.0)["path"] == "fixed_b4" and common.best_plain(paths, 40.0) == {}
+
+
+def test_headline_rows_and_their_checks():
+    fields = dict(recipe="recipes/sft.yml", peak_allocated_gib=20.0, peak_reserved_gib=21.0, max_steps=6)
+    fields.update(timed_steps=4, eval_included=True, save_included=True)
+    paths = {"fixed_b2": _row("plain", "fixed_b2", 5000.0, 23.5), "sft": _row("recipe", "sft", 7600.0, 23.5, **fields)}
+    (row,) = common.headline_rows(paths)
+    assert row["ratio"] == 1.52 and row["goal"] == 1.5 and row["goal_met"] is True and row["baseline"] == "fixed_b2"
+    result = {f: 1 for f in common.TRAIN_FIELDS} | {"headline": [row]}
+    common.check_result(result, "train")
+    over = dict(row, peak_reserved_gib=24.0)
+    with pytest.raises(ValueError, match="over its cap"):
+        common.check_result(result | {"headline": [over]}, "train")
+    common.check_result(result | {"headline": [dict(over, cap_enforced=False)]}, "train")  # said so: allowed
+    with pytest.raises(ValueError, match="lacks fields: eval_included"):
+        common.check_result(result | {"headline": [{k: v for k, v in row.items() if k != "eval_included"}]}, "train")
+
+
+def test_partial_row_from_a_cut_off_log():
+    from bench.collect_results import partial_from_log
+
+    log = (
+        '"lora_r": 64,\n"max_steps": 3,\n'
+        "{'eval_loss': '11.89', 'memory/max_allocated (GiB)': '22.64', 'memory/device_reserved (GiB)': '23.36'}\n"
+        "{'loss': '11.89', 'memory/max_allocated (GiB)': '20.29', 'memory/device_reserved (GiB)': '23.44'}\n"
+    )
+    row = partial_from_log("cpt_eval_capped", "cpt", "recipes/cpt.yml", log, 23.5)
+    assert (row["steps_run"], row["eval_passes"], row["eval_included"], row["save_included"]) == (1, 1, True, False)
+    assert (row["peak_allocated_gib"], row["peak_reserved_gib"]) == (22.64, 23.44)
+    assert (row["lora_r"], row["max_steps"], row["tok_s"]) == (64, 3, None)
+
+
+def test_committed_recipe_rows_are_the_recipes_as_committed_now():
+    """Each recipe run in the committed results ran the recipe as it is now: its recorded config equals the
+    committed recipe with the run's own change (RUNS) and the bench's recorded overrides applied."""
+    import yaml
+
+    path = REPO / "bench" / "results" / "train_h200.json"
+    res = json.loads(path.read_text())
+    local = {"base_model", "datasets", "test_datasets", "output_dir", "dataset_prepared_path", "plugins"}
+
+    def norm(d):
+        return {k: v for k, v in d.items() if k not in local and v not in (None, False)}
+
+    checked = 0
+    for name, row in res["paths"].items():
+        if row.get("kind") != "recipe" or "config" not in row:
+            continue
+        run = tt.RUNS[row["run"]]
+        recipe = yaml.safe_load((REPO / run.recipe).read_text())
+        want = tt.axolotl_config(recipe, {**row["bench_overrides"], **run.overrides})
+        assert norm(row["config"]) == norm(want), name
+        checked += 1
+    assert checked >= 8
+    for h in res["headline"]:
+        assert h["recipe"] in ("recipes/sft.yml", "recipes/cpt.yml", "recipes/sft-80gb.yml", "recipes/cpt-80gb.yml",
+                               "recipes/qlora.yml")  # fmt: skip

@@ -90,7 +90,7 @@ def axolotl_validate(raw: dict):
 
 
 def test_recipes_present():
-    assert {"cpt.yml", "sft.yml", "qlora.yml"} <= set(RECIPE_FILES)
+    assert {"cpt.yml", "sft.yml", "qlora.yml", "cpt-80gb.yml", "sft-80gb.yml"} <= set(RECIPE_FILES)
 
 
 @pytest.mark.parametrize("name", RECIPE_FILES)
@@ -100,8 +100,10 @@ def test_recipe_passes_axolotl_validation(name, tiny_model_dir, data_dir, tmp_pa
     assert cfg.model_config_type == "llama"
     assert cfg.adapter in ("lora", "qlora")
     assert cfg.lora_target_linear is True  # all linear layers (the seed adapted q,v only)
-    assert cfg.sequence_len == 4096 and cfg.sample_packing is True
-    assert cfg.bf16 is True and cfg.gradient_checkpointing is True
+    assert cfg.sequence_len == 4096 and cfg.sample_packing is True and cfg.eval_sample_packing is True
+    assert cfg.attn_implementation == "sdpa" and cfg.sdpa_varlen is True  # no flash-attn build needed
+    # 80 GB variants spend memory on speed (no recomputation); the 24 GB recipes checkpoint
+    assert cfg.bf16 is True and cfg.gradient_checkpointing is ("80gb" not in name)
     assert "axolotl.integrations.liger.LigerPlugin" in cfg.plugins
     assert cfg.liger_fused_linear_cross_entropy and cfg.liger_rms_norm and cfg.liger_glu_activation
     if raw.get("deepspeed"):  # normalize_config read the JSON
@@ -115,15 +117,17 @@ def test_recipe_header_gives_launch_command():
         assert "accelerate launch --config_file recipes/accelerate/" in head, name
 
 
-def test_cpt_recipe_is_completion_lora():
-    raw = load_recipe("cpt.yml")
+@pytest.mark.parametrize("name", ["cpt.yml", "cpt-80gb.yml"])
+def test_cpt_recipe_is_completion_lora(name):
+    raw = load_recipe(name)
     assert raw["base_model"] == "01-ai/Yi-9B"
     assert [d["type"] for d in raw["datasets"]] == ["completion"]
     assert raw["lora_r"] >= 32 and raw["num_epochs"] == 1
+    assert raw["output_dir"] == "outputs/cpt"  # either variant feeds stage 2 (outputs/cpt/merged)
 
 
 def test_sft_recipes_chain_from_merged_cpt_and_do_not_overfit():
-    for name in ("sft.yml", "qlora.yml"):
+    for name in ("sft.yml", "sft-80gb.yml", "qlora.yml"):
         raw = load_recipe(name)
         assert raw["base_model"] == "outputs/cpt/merged"  # the merged stage-1 model
         assert 3 <= raw["num_epochs"] <= 5  # the seed's eval loss was lowest near epoch 5 of 25
@@ -133,7 +137,7 @@ def test_sft_recipes_chain_from_merged_cpt_and_do_not_overfit():
     assert load_recipe("qlora.yml")["load_in_4bit"] is True and "deepspeed" not in load_recipe("qlora.yml")
 
 
-@pytest.mark.parametrize("name", ["sft.yml", "qlora.yml"])
+@pytest.mark.parametrize("name", ["sft.yml", "sft-80gb.yml", "qlora.yml"])
 def test_sft_loss_on_answer_only(name, tiny_model_dir, data_dir, tmp_path, clean_env):
     """axolotl's chat-template strategy on the recipe's template: the prompt renders as the official
     prompt (system, blank line, input_field), and only the answer and EOS carry labels."""
@@ -150,6 +154,22 @@ def test_sft_loss_on_answer_only(name, tiny_model_dir, data_dir, tmp_path, clean
     assert tokenizer.decode(ids, skip_special_tokens=True) == f"{system}\n\n{user}{answer}"
     trained = [i for i, lab in zip(ids, labels, strict=True) if lab != -100]
     assert tokenizer.decode(trained) == answer + tokenizer.eos_token
+
+
+#: what an 80 GB variant may change against its 24 GB recipe: how memory is spent, never what is trained
+SPEED_KEYS = {"gradient_checkpointing", "gradient_checkpointing_kwargs", "activation_offloading", "lora_dropout",
+              "micro_batch_size", "gradient_accumulation_steps", "eval_batch_size"}  # fmt: skip
+
+
+@pytest.mark.parametrize("stage", ["cpt", "sft"])
+def test_80gb_variants_train_the_same_thing(stage):
+    small, big = load_recipe(f"{stage}.yml"), load_recipe(f"{stage}-80gb.yml")
+    differ = {k for k in set(small) | set(big) if small.get(k) != big.get(k)}
+    assert differ <= SPEED_KEYS, differ - SPEED_KEYS
+    # the same packed sequences per optimizer step on the same GPUs: the same schedule
+    per_step = [r["micro_batch_size"] * r["gradient_accumulation_steps"] for r in (small, big)]
+    assert per_step[0] == per_step[1] == {"cpt": 8, "sft": 4}[stage]  # x 6 GPUs = 48 / 24 sequences
+    assert big["gradient_checkpointing"] is False and small["gradient_checkpointing"] is True
 
 
 def test_axolotl_rejects_a_bad_recipe(tiny_model_dir, data_dir, tmp_path, clean_env):
@@ -216,3 +236,25 @@ def test_tiny_recipes_mirror_the_gpu_ones(name):
     assert [{k: d.get(k) for k in keep} for d in tiny["datasets"]] == [
         {k: d.get(k) for k in keep} for d in big["datasets"]
     ]
+
+
+def _bench_runs():
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from bench.train_throughput import RUNS
+
+    return RUNS
+
+
+@pytest.mark.parametrize("run_name", sorted(set(_bench_runs()) - {"ours"}))
+def test_benchmark_levers_pass_axolotl_validation(run_name, tiny_model_dir, data_dir, tmp_path, clean_env):
+    """Each benchmark run (a recipe + its one change) is a config axolotl accepts, as the GPU run will load it."""
+    from bench.train_throughput import axolotl_config
+
+    run = _bench_runs()[run_name]
+    raw = axolotl_config(load_recipe(Path(run.recipe).name), run.overrides)
+    cfg = axolotl_validate(localise(raw, tiny_model_dir, data_dir, tmp_path))
+    for key, value in run.overrides.items():
+        if value is not None and key not in ("activation_offloading", "selective_checkpointing"):  # normalised
+            assert cfg[key] == value, key
