@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/synth_throughput.py            # 1,000 requests, concurrency 32, 50 ms latency
 
-The fake server (``shop_eval.synth_server``) runs in its own process, so the client's event loop
+The fake server (``tests/fake_openai_server.py``) runs in its own process, so the client's event loop
 does not share a Python interpreter with it.  The client is the real pipeline — openai
 ``AsyncOpenAI``, tenacity, the semaphore, reply parsing, record validation, the near-duplicate pool
 and the append-only writes — asked for ``--requests`` items at one item per request, so it makes
@@ -29,10 +29,13 @@ from pathlib import Path
 
 from shop_eval.io import write_json
 from shop_eval.loaders import LoadResult, record_from_alpaca
-from shop_eval.synth import Synthesizer, SynthOptions
-from shop_eval.synth_server import make_example
+from shop_eval.synth import SynthOptions, synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
+SERVER = ROOT / "tests" / "fake_openai_server.py"  # the test suite's fake endpoint (a script beside the tests)
+sys.path.insert(0, str(SERVER.parent))
+
+from fake_openai_server import make_example  # noqa: E402
 
 
 def seed_records(task_type: str, n: int = 8):
@@ -59,7 +62,7 @@ def proc_cpu_s(pid: int) -> float:
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shop_eval.synth_server", "--latency", str(latency)],
+        [sys.executable, str(SERVER), "--latency", str(latency)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -102,7 +105,10 @@ def bare_client_run(url: str, requests: int, concurrency: int, prompt: str) -> d
 
 def one_run(url: str, requests: int, concurrency: int, task_type: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
+        seeds = Path(tmp) / "seeds.jsonl"
+        seeds.write_text("".join(r.model_dump_json() + "\n" for r in seed_records(task_type)), encoding="utf-8")
         opts = SynthOptions(
+            seeds=str(seeds),
             out=Path(tmp) / "bench.jsonl",
             model="fake",
             count=requests,
@@ -114,9 +120,8 @@ def one_run(url: str, requests: int, concurrency: int, task_type: str) -> dict:
             progress=False,
             fsync_interval=1.0,
         )
-        synth = Synthesizer(seed_records(task_type), opts, api_key="bench-key-not-secret")
         t0, c0 = time.perf_counter(), time.process_time()
-        report = asyncio.run(synth.run())
+        report = synthesize(opts, api_key="bench-key-not-secret")
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         lines = sum(1 for _ in open(opts.out, encoding="utf-8"))
     return {

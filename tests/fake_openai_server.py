@@ -1,8 +1,7 @@
-"""A fake OpenAI chat-completions server that injects faults on a schedule.
+"""A fake OpenAI chat-completions server that injects faults on a schedule, for the ``shop-eval synth`` tests
+(``tests/test_synth.py``) and benchmark (``bench/synth_throughput.py``); also runnable by hand::
 
-Used by the ``shop-eval synth`` tests and by ``bench/synth_throughput.py``; also runnable by hand::
-
-    python -m shop_eval.synth_server --port 8001 --latency 0.05 --faults 429,ok,500,slow,drop,badjson
+    python tests/fake_openai_server.py --port 8001 --latency 0.05 --faults 429,ok,500,slow,drop,badjson
 
 It answers ``POST /v1/chat/completions`` (and ``GET /v1/models``) on 127.0.0.1.  The reply is made-up
 but well-formed ShopBench training data in the format the shipped ``synth_*`` templates ask for: it
@@ -17,6 +16,7 @@ after the end of the list are served normally, or the list repeats with ``cycle=
 ``ok``          a normal answer (after ``latency`` seconds)
 ``429``         HTTP 429 with ``Retry-After: <retry_after>`` and an OpenAI error body
 ``500``/``503`` HTTP 500 / 503 with an OpenAI error body
+``400``         HTTP 400 (a request the endpoint refuses: not worth a retry, not fatal)
 ``401``         HTTP 401 (a wrong key: not worth a retry)
 ``slow``        answers only after ``slow_seconds`` (longer than the client's timeout)
 ``drop``        closes the connection without answering
@@ -24,6 +24,15 @@ after the end of the list are served normally, or the list repeats with ``cycle=
 ``garbage``     a normal reply whose text holds one valid and several malformed examples
 ``dup``         a normal reply that repeats the last example already sent (a near-duplicate)
 ==============  ===================================================================
+
+``echo_key=True``: the error bodies quote the key the request came with, as some endpoints do ("Incorrect API
+key provided: sk-..."), to check that the client never writes it out.
+
+Holding answers, for tests that must act while a run is in progress (no sleeps, no races): with
+``hold_after=N`` the first ``N`` answers of status 200 go out and later ones wait at a gate until the test
+calls :meth:`FakeOpenAIServer.allow` (``k`` more) or :meth:`~FakeOpenAIServer.release` (all);
+:meth:`~FakeOpenAIServer.wait_held` blocks until that many requests are waiting.  A request whose client
+hangs up while held is dropped (aiohttp cancels its handler) and no longer counts.
 
 Every request is logged in :attr:`FakeOpenAIServer.log` (arrival time, fault, the client's
 ``X-Shop-Eval-Request``/``-Attempt`` headers, and whether the expected bearer key came with it).
@@ -45,7 +54,7 @@ from typing import Any
 
 from aiohttp import web
 
-FAULTS = ("ok", "429", "500", "503", "401", "slow", "drop", "badjson", "garbage", "dup")
+FAULTS = ("ok", "429", "500", "503", "400", "401", "slow", "drop", "badjson", "garbage", "dup")
 
 _BRANDS = "Acme Borealis Cobalt Dunmore Everly Fjord Granite Halcyon Ivory Juniper Kestrel Lumen Meridian Nimbus Orchard Pinnacle".split()
 _ADJ = "compact wireless stainless waterproof ergonomic foldable rechargeable insulated lightweight premium rugged slim portable quiet smart".split()
@@ -133,6 +142,8 @@ class FakeOpenAIServer:
     retry_after: float = 0.2
     slow_seconds: float = 2.0
     api_key: str | None = None
+    echo_key: bool = False
+    hold_after: int | None = None
     seed: int = 0
     host: str = "127.0.0.1"
     port: int = 0
@@ -148,6 +159,10 @@ class FakeOpenAIServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._ready = threading.Event()
+        self._passed = 0  # answers through the gate
+        self._gate: asyncio.Condition | None = None  # made in the server's event loop
+        self._held = 0
+        self._held_changed = threading.Condition()
 
     # ------------------------------------------------------------------ serving
     def fault_for(self, i: int) -> str:
@@ -157,6 +172,71 @@ class FakeOpenAIServer:
             return self.faults[i % len(self.faults)]
         return self.faults[i] if i < len(self.faults) else "ok"
 
+    # ------------------------------------------------------------------ the gate
+    def _open(self) -> bool:
+        return self.hold_after is None or self._passed < self.hold_after
+
+    async def _through_gate(self) -> None:
+        """Wait (when the gate is closed) until :meth:`allow` or :meth:`release` lets this answer out."""
+        if self._gate is None:
+            self._gate = asyncio.Condition()
+        async with self._gate:
+            if not self._open():
+                self._count_held(+1)
+                try:
+                    await self._gate.wait_for(self._open)
+                finally:
+                    self._count_held(-1)
+            self._passed += 1
+
+    def _count_held(self, delta: int) -> None:
+        with self._held_changed:
+            self._held += delta
+            self._held_changed.notify_all()
+
+    @property
+    def held(self) -> int:
+        """Requests waiting at the gate now."""
+        return self._held
+
+    def wait_held(self, at_least: int = 1, timeout: float = 120.0) -> None:
+        """Block until ``at_least`` requests wait at the gate (``timeout``: only a guard against a hang)."""
+        self._wait_until(lambda: self._held >= at_least, f"at least {at_least}", timeout)
+
+    def wait_none_held(self, timeout: float = 120.0) -> None:
+        """Block until no request waits at the gate (their clients hung up, or they were let through)."""
+        self._wait_until(lambda: self._held == 0, "none", timeout)
+
+    def _wait_until(self, done, what: str, timeout: float) -> None:
+        with self._held_changed:
+            if not self._held_changed.wait_for(done, timeout):
+                raise TimeoutError(f"{self._held} requests held at the gate after {timeout} s, waited for {what}")
+
+    def allow(self, n: int) -> None:
+        """Let ``n`` more answers through the gate."""
+        self._in_loop(self._widen, n)
+
+    def release(self) -> None:
+        """Open the gate for good."""
+        self._in_loop(self._widen, None)
+
+    def _widened(self, n: int | None) -> int | None:
+        return None if n is None or self.hold_after is None else self.hold_after + n
+
+    async def _widen(self, n: int | None) -> None:
+        if self._gate is None:
+            self._gate = asyncio.Condition()
+        async with self._gate:
+            self.hold_after = self._widened(n)
+            self._gate.notify_all()
+
+    def _in_loop(self, fn, n: int | None) -> None:
+        if self._loop is None or not self._loop.is_running():  # not serving from a thread: nobody waits
+            self.hold_after = self._widened(n)
+            return
+        asyncio.run_coroutine_threadsafe(fn(n), self._loop).result(10)
+
+    # ------------------------------------------------------------------ answers
     def _content(self, prompt: str, fault: str, rng: random.Random) -> str:
         m = _TYPE_RE.search(prompt)
         task_type = m.group(1).lower() if m else "generation"
@@ -197,11 +277,9 @@ class FakeOpenAIServer:
         if fault == "drop":
             request.transport.close()
             raise asyncio.CancelledError  # aiohttp drops the connection without a response
-        if fault in ("429", "500", "503", "401"):
-            status = int(fault)
-            headers = {"Retry-After": f"{self.retry_after:g}"} if status == 429 else {}
-            err = {"error": {"message": f"injected {status}", "type": "server_error", "code": None}}
-            return web.json_response(err, status=status, headers=headers)
+        if fault in ("429", "500", "503", "400", "401"):
+            return self._error(int(fault), auth)
+        await self._through_gate()
         await asyncio.sleep(self.slow_seconds if fault == "slow" else self.latency)
         if fault == "badjson":
             return web.Response(
@@ -223,6 +301,14 @@ class FakeOpenAIServer:
             }
         )
 
+    def _error(self, status: int, auth: str) -> web.Response:
+        headers = {"Retry-After": f"{self.retry_after:g}"} if status == 429 else {}
+        message = f"injected {status}"
+        if self.echo_key:
+            message += f": Incorrect API key provided: {auth.removeprefix('Bearer ')}"
+        err = {"error": {"message": message, "type": "server_error", "code": None}}
+        return web.json_response(err, status=status, headers=headers)
+
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
@@ -233,7 +319,8 @@ class FakeOpenAIServer:
         return app
 
     async def start_async(self) -> str:
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        # handler_cancellation: a client that hangs up cancels its request's handler (a held answer is dropped)
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
         await site.start()
@@ -268,6 +355,7 @@ class FakeOpenAIServer:
 
     def stop(self) -> None:
         if self._loop is not None and self._thread is not None:
+            self.release()
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
 
@@ -280,7 +368,7 @@ class FakeOpenAIServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m shop_eval.synth_server", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python tests/fake_openai_server.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
     p.add_argument("--latency", type=float, default=0.05, help="seconds per normal answer")
     p.add_argument("--faults", default="", help="comma-separated schedule, e.g. 429,ok,500,slow,drop,badjson")

@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.suppress(ValueError):  # not the main thread: nothing to install
         signal.signal(signal.SIGTERM, _sigterm)
     try:
-        opts = args if args._options is None else from_namespace(args._options, args)
+        opts = from_namespace(args._options, args)
         return int(args._run(opts) or 0)
     except KeyboardInterrupt:
         print("interrupted: nothing was written (previous outputs are unchanged)", file=sys.stderr)
