@@ -370,8 +370,16 @@ def run_task(lm, task: str, tm, limit: int | None, gen_kwargs: str | None, sync=
         **inner,
         "gen_kwargs": gen_kwargs,
         "metrics": metrics,
-        "_responses": {s["doc_id"]: s["resps"][0][0] for s in samples},
+        "_responses": {s["doc_id"]: response(s) for s in samples},
     }
+
+
+def response(sample: dict):
+    """A logged sample's answer: the generated text, or for log-likelihood the index of the option chosen."""
+    first = sample["resps"][0][0]
+    if isinstance(first, str):
+        return first
+    return max(range(len(sample["resps"])), key=lambda i: sample["resps"][i][0][0])
 
 
 def compare_responses(a: dict, b: dict) -> dict:
@@ -404,6 +412,8 @@ def parse_args(argv=None):
     ap.add_argument("--profile", action="store_true", help="one generation batch through every variant")
     ap.add_argument("--profile-batch", type=int, default=64)
     ap.add_argument("--profile-tokens", type=int, default=32)
+    ap.add_argument("--profile-variants", default="", help="comma list of profile variants (default: all)")
+    ap.add_argument("--responses", help="write every setting's responses (task -> doc id -> text) to this JSON")
     ap.add_argument("--equiv-tiny", action="store_true", help="hf vs hf-fast on the trained tiny model")
     ap.add_argument("--cb-probe", action="store_true", help="transformers' generate_batch on the profile batch")
     ap.add_argument("--cb-timeout", type=int, default=90, help="seconds the --cb-probe may take")
@@ -541,7 +551,7 @@ def profile_stage(model, tok, prompts, args, floor, device) -> dict:
 
         return StoppingCriteriaList([])
 
-    variants = [
+    variants_all = [
         ("hf", HFLM, {}, True, False, None),  # (name, class, extra lm kwargs, cudnn, drop lm-eval's check, gen kw)
         ("hf_nocudnn", HFLM, {}, False, False, None),
         ("hf_static_cache", HFLM, {}, True, False, static),
@@ -552,6 +562,8 @@ def profile_stage(model, tok, prompts, args, floor, device) -> dict:
         ("fast", FastHFLM, {}, True, False, None),
         ("fast_nocudnn", FastHFLM, {}, False, False, None),
     ]
+    wanted = [v for v in args.profile_variants.split(",") if v]
+    variants = [v for v in variants_all if not wanted or v[0] in wanted]
     out: dict = {"batch": len(prompts), "new_tokens": n_new, "variants": {}}
     for name, cls, extra_kw, cudnn, drop_check, gen_extra in variants:
         if cuda:
@@ -603,6 +615,7 @@ def profile_stage(model, tok, prompts, args, floor, device) -> dict:
                 row["capture_s"] = s["capture_seconds"]
                 if isinstance(lm, FastHFLM):
                     row["capture_s_first_call"] = round(sum(st.capture_s for st in lm.stats[:1]), 3)
+                    row["capture_errors"] = lm.capture_errors[:2]
                     lm.release()
             out["variants"][name] = row
             print(json.dumps({"profile": name, **row}), flush=True)
@@ -614,7 +627,8 @@ def profile_stage(model, tok, prompts, args, floor, device) -> dict:
             if cuda:
                 torch.backends.cuda.enable_cudnn_sdp(True)
                 torch.cuda.empty_cache()
-    out["table"] = profile_table(model, tok, prompts, device)
+    if not wanted or "hf" in wanted:
+        out["table"] = profile_table(model, tok, prompts, device)
     return out
 
 
@@ -747,8 +761,8 @@ def equiv_tiny(work: Path, data: Path, device: str, batch_size: int, limit: int 
                 torch.cuda.empty_cache()
         per_task, n, same = {}, 0, 0
         for t in tasks:
-            a = {s["doc_id"]: s["resps"][0][0] for s in runs["hf"]["samples"][t]}
-            b = {s["doc_id"]: s["resps"][0][0] for s in runs["hf-fast"]["samples"][t]}
+            a = {s["doc_id"]: response(s) for s in runs["hf"]["samples"][t]}
+            b = {s["doc_id"]: response(s) for s in runs["hf-fast"]["samples"][t]}
             c = compare_responses(a, b)
             c["scores_identical"] = runs["hf"]["results"][t] == runs["hf-fast"]["results"][t]
             per_task[t] = c
@@ -875,6 +889,10 @@ def main(argv=None) -> int:
     extra["forced_stop_misses"] = forced.misses
     extra["equivalence"] = equivalence(per_setting)
     save()
+    if args.responses:
+        Path(args.responses).write_text(
+            json.dumps({s: {t: r["_responses"] for t, r in ts.items()} for s, ts in per_setting.items()}) + "\n"
+        )
     if args.cb_probe:  # last: an engine of its own that may take long to start; bounded by --cb-timeout
         import signal
 

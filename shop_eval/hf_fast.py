@@ -8,8 +8,10 @@ sequences, decoding of the new tokens and their post-processing, log-likelihood 
 ``_model_generate`` — the call to ``model.generate`` for one padded batch — is replaced, and only for
 what ``generate`` would do greedily with no logits processor (otherwise it falls back to ``generate``):
 
-* prefill: the same forward pass ``generate`` makes (the padded batch, its position ids, a dynamic
-  cache, logits of the last position only), then its keys and values are copied into a static cache;
+* prefill: the same forward pass ``generate`` makes (its position ids, a dynamic cache, logits of the last
+  position only), run on rows of similar length together when the padded batch is larger than
+  ``prefill_tokens`` (each chunk only as wide as its longest prompt), then the keys and values are copied
+  into a static cache at the slots ``generate``'s cache has them in;
 * decode: one token per step for the whole batch against the static cache (fixed shapes: an attention
   mask over the cache's slots that is filled in place), so the step can be captured once as a CUDA graph
   and replayed; next token = argmax, rows that produced an EOS id get the pad token afterwards and the
@@ -19,11 +21,15 @@ what ``generate`` would do greedily with no logits processor (otherwise it falls
   extra query rows) instead of materialising repeated K/V heads, which is what ``sdpa`` does whenever a
   padding mask is present.
 
+Log-likelihood requests go through lm-eval's own code, in groups of similar length (``prefill_tokens``
+padded tokens of distinct contexts a group) so that a batch is only as wide as its longest member; lm-eval
+already scores one-token options of a prompt from one forward pass.
+
 Why (measured on an H200, Yi-9B shape, docs/evaluation.md "Backends and speed"): ``generate`` under lm-eval
-pays, per step, Python and kernel-launch overhead for every layer, lm-eval's stop-sequence check
-(a batch decode of every row and a device sync), a KV-cache copy per layer (the repeated K/V heads),
-and on Hopper a new cuDNN attention plan for every new key length.  The CUDA graph removes the first
-two, the static cache the last, the grouped attention the copy.
+pays, per step, Python and kernel-launch overhead for every layer, a KV-cache copy per layer (the repeated
+K/V heads), and on Hopper a new cuDNN attention plan for every new key length (about 130 ms a step; a new
+prefill shape about 1 s).  The CUDA graph removes the first, the grouped attention the copy, the static
+cache and leaving cuDNN's SDPA backend out the last.
 
 Use::
 
@@ -31,8 +37,9 @@ Use::
 
 (any ``lm_eval`` arguments; the module registers ``hf-fast`` with lm-eval, then runs lm-eval's command
 line).  ``--model_args`` are ``hf``'s plus ``fast_decode`` (default true), ``cuda_graphs`` (default true;
-CUDA only), ``cudnn_sdpa`` (default false: cuDNN's SDPA backend is left out of prefill and decode) and
-``graph_slots`` (static caches + graphs kept, default 2).
+CUDA only), ``cudnn_sdpa`` (default false: torch's cuDNN SDPA backend is left out, whose plans are rebuilt
+for every new shape), ``prefill_tokens`` (default 8192; 0: whole batches, as ``hf``) and ``graph_slots``
+(static caches + graphs kept, default 2).
 """
 
 from __future__ import annotations
@@ -90,8 +97,8 @@ NEUTRAL_GENERATION = {
     "prompt_lookup_num_tokens": (None,),
     "return_dict_in_generate": (None, False),
 }
-SLOT_LENGTH_STEP = 128  # static caches are allocated in multiples of this many tokens
-SLOT_REUSE_SLACK = 512  # a cached slot up to this many tokens longer than needed is reused
+SLOT_LENGTH_STEP = 64  # static caches are allocated in multiples of this many tokens
+SLOT_REUSE_SLACK = 256  # a cached slot up to this many tokens longer than needed is reused
 
 
 def _truthy(value: Any) -> bool:
@@ -151,6 +158,7 @@ class GenerateStats:
     cache_len: int
     graph: bool
     path: str  # "fast" or the reason it fell back to generate
+    prefill_chunks: int = 1  # forward passes the prefill was cut into
 
 
 class _Slot:
@@ -165,7 +173,9 @@ class _Slot:
         self.cache.early_initialization(batch, kv_heads, head_dim, dtype, device)
         self.tok = torch.full((batch, 1), pad, dtype=torch.long, device=device)
         self.pos = torch.zeros((batch, 1), dtype=torch.long, device=device)
-        self.mask = torch.zeros((batch, 1, 1, length), dtype=torch.bool, device=device)
+        # additive attention mask over the cache slots: 0 where attended, the dtype's lowest value elsewhere
+        self.masked = torch.finfo(dtype).min
+        self.mask = torch.full((batch, 1, 1, length), self.masked, dtype=dtype, device=device)
         self.slot = torch.zeros((1,), dtype=torch.long, device=device)  # cache slot of the token fed in
         self.step = torch.zeros((1,), dtype=torch.long, device=device)  # index of the token produced
         self.out = torch.full((batch, length), pad, dtype=torch.long, device=device)
@@ -190,9 +200,11 @@ class FastHFLM(HFLM):
         cuda_graphs: bool | str = True,
         cudnn_sdpa: bool | str = False,
         graph_slots: int | str = 2,
+        prefill_tokens: int | str = 8192,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.prefill_tokens = max(0, int(prefill_tokens))
         self.fast_decode = _truthy(fast_decode)
         self.cuda_graphs = _truthy(cuda_graphs)
         self.cudnn_sdpa = _truthy(cudnn_sdpa)
@@ -200,6 +212,7 @@ class FastHFLM(HFLM):
         self._slots: list[_Slot] = []
         self._warned: set[str] = set()
         self.stats: list[GenerateStats] = []
+        self.capture_errors: list[str] = []
 
     # ------------------------------------------------------------------ helpers
 
@@ -304,11 +317,58 @@ class FastHFLM(HFLM):
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
+    def _prefill_chunks(self, lengths: list[int], width: int) -> list[tuple[list[int], int]]:
+        """Rows (longest first) in chunks of at most ``prefill_tokens`` padded tokens, each with its width
+        (its longest prompt); one chunk of the full width when the batch fits (generate's own call)."""
+        if not self.prefill_tokens or len(lengths) * width <= self.prefill_tokens:
+            return [(list(range(len(lengths))), width)]
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        chunks: list[tuple[list[int], int]] = []
+        for i in order:
+            if chunks and (len(chunks[-1][0]) + 1) * chunks[-1][1] <= self.prefill_tokens:
+                chunks[-1][0].append(i)
+            else:
+                chunks.append(([i], max(1, lengths[i])))
+        return chunks
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
+        """lm-eval's own log-likelihood code, called on groups of requests of similar length (at most
+        ``prefill_tokens`` padded tokens of distinct contexts a group, requests sharing a context together),
+        so that a batch is only as wide as its longest request rather than the whole set's longest."""
+        with torch.no_grad(), self._sdpa_backends():
+            if not self.prefill_tokens or self.backend != "causal" or len(requests) < 2:
+                return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+
+            def width(r) -> int:  # the input lm-eval feeds: (context + continuation)[-(max_length + 1):][:-1]
+                return min(len(r[1]) + len(r[2]), self.max_length + 1) - 1
+
+            def key(r) -> tuple:  # lm-eval's one-forward group: context + all but the last continuation token
+                return tuple(r[1] + r[2][:-1])
+
+            order = sorted(range(len(requests)), key=lambda i: (-width(requests[i]), key(requests[i])))
+            groups: list[list[int]] = []
+            forwards = 0
+            for i in order:
+                if groups and key(requests[i]) == key(requests[groups[-1][-1]]):
+                    groups[-1].append(i)  # same forward as the previous request
+                elif groups and (forwards + 1) * width(requests[groups[-1][0]]) <= self.prefill_tokens:
+                    groups[-1].append(i)
+                    forwards += 1
+                else:
+                    groups.append([i])
+                    forwards = 1
+            results: list = [None] * len(requests)
+            for group in groups:
+                out = super()._loglikelihood_tokens([requests[i] for i in group], True, override_bs)
+                for i, r in zip(group, out, strict=True):
+                    results[i] = r
+            return results
+
     # ------------------------------------------------------------------ the decode step
 
     def _step(self, s: _Slot) -> None:
         """Feed ``s.tok`` (cache slot ``s.slot``), produce token ``s.step``; device ops only."""
-        s.mask.index_fill_(3, s.slot, True)
+        s.mask.index_fill_(3, s.slot, 0.0)
         with self._decode_attention():
             logits = self.model(
                 input_ids=s.tok, position_ids=s.pos, attention_mask=s.mask, past_key_values=s.cache, use_cache=True
@@ -326,8 +386,8 @@ class FastHFLM(HFLM):
 
     def _capture(self, s: _Slot) -> float:
         t0 = time.perf_counter()
-        s.mask.zero_()
-        s.mask[..., 0] = True
+        s.mask.fill_(s.masked)
+        s.mask[..., 0] = 0.0
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
@@ -385,44 +445,69 @@ class FastHFLM(HFLM):
                 capture_s = self._capture(slot)
             except Exception as exc:  # noqa: BLE001 - an architecture the graph cannot capture: run eagerly
                 slot.graph_failed = True
-                self._warn_once(f"CUDA-graph capture failed ({exc!r}); decoding without graphs")
+                self.capture_errors.append(repr(exc)[:500])
+                log.warning("hf-fast: CUDA-graph capture failed (%r); decoding without graphs", exc)
                 torch.cuda.synchronize()
 
-        # prefill: the call generate makes (position ids from the mask, dynamic cache, last logits only)
+        # prefill: the call generate makes (position ids from the mask, dynamic cache, last logits only), for
+        # rows of similar length together (each chunk only as wide as its longest prompt), or the whole batch
         t0 = time.perf_counter()
         position_ids = attention_mask.long().cumsum(-1) - 1
         position_ids = position_ids.masked_fill(attention_mask == 0, 0)
-        dyn = DynamicCache(config=self._base.config)
-        out = self.model(
-            input_ids=context,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=dyn,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        lengths = attention_mask.sum(-1).tolist()
+        last = None
+        kv: list[tuple[list[int], int, DynamicCache]] = []
+        for rows, width in self._prefill_chunks(lengths, prompt_len):
+            idx = torch.tensor(rows, device=context.device) if len(rows) < batch else None
+            ids = context[:, prompt_len - width :] if idx is None else context[idx, prompt_len - width :]
+            m = attention_mask[:, prompt_len - width :] if idx is None else attention_mask[idx, prompt_len - width :]
+            pos = position_ids[:, prompt_len - width :] if idx is None else position_ids[idx, prompt_len - width :]
+            dyn = DynamicCache(config=self._base.config)
+            out = self.model(
+                input_ids=ids, attention_mask=m, position_ids=pos, past_key_values=dyn, use_cache=True, logits_to_keep=1
+            )
+            logits = out.logits[:, -1].float()
+            del out
+            if idx is None:
+                last = logits
+            else:
+                if last is None:
+                    last = logits.new_empty((batch, logits.shape[-1]))
+                last[idx] = logits
+            kv.append((rows, width, dyn))
         step0 = torch.zeros((1,), dtype=torch.long, device=context.device)
-        first = self._greedy_token(out.logits[:, -1].float(), step0)
-        del out
+        first = self._greedy_token(last, step0)
+        del last
         eos_t = torch.tensor(eos or [-1], dtype=torch.long, device=context.device)
         unfinished = ~(first[:, None] == eos_t[None, :]).any(dim=1) if eos else torch.ones_like(first, dtype=torch.bool)
 
         if slot is None:  # one new token: the prefill is the whole generation
             sync()
             self.stats.append(
-                GenerateStats(batch, prompt_len, 1, max_new, time.perf_counter() - t0, 0.0, capture_s, 0, False, "fast")
+                GenerateStats(
+                    batch, prompt_len, 1, max_new, time.perf_counter() - t0, 0.0, capture_s, 0, False, "fast", len(kv)
+                )
             )
             return torch.cat([context, first[:, None]], dim=1)
 
-        # the prefill's keys/values into the static cache; the step's state
+        n_chunks = len(kv)
+        # the prefill's keys/values into the static cache (each row at the slots generate's cache has it in:
+        # left-padded to the batch's prompt length), the step's state
         slot.cache.reset()
-        for static_layer, layer in zip(slot.cache.layers, dyn.layers, strict=True):
-            static_layer.keys[:, :, :prompt_len].copy_(layer.keys)
-            static_layer.values[:, :, :prompt_len].copy_(layer.values)
+        for rows, width, dyn in kv:
+            idx = torch.tensor(rows, device=context.device) if len(rows) < batch else None
+            for static_layer, layer in zip(slot.cache.layers, dyn.layers, strict=True):
+                if idx is None:
+                    static_layer.keys[:, :, prompt_len - width : prompt_len].copy_(layer.keys)
+                    static_layer.values[:, :, prompt_len - width : prompt_len].copy_(layer.values)
+                else:
+                    static_layer.keys[idx, :, prompt_len - width : prompt_len] = layer.keys
+                    static_layer.values[idx, :, prompt_len - width : prompt_len] = layer.values
+        for static_layer in slot.cache.layers:
             static_layer.cumulative_length.fill_(prompt_len)
-        del dyn
-        slot.mask.zero_()
-        slot.mask[:, 0, 0, :prompt_len] = attention_mask.bool()
+        del kv
+        slot.mask.fill_(slot.masked)
+        slot.mask[:, 0, 0, :prompt_len].masked_fill_(attention_mask.bool(), 0.0)
         slot.tok.copy_(first[:, None])
         slot.pos.copy_(position_ids[:, -1:] + 1)
         slot.slot.fill_(prompt_len)
@@ -480,6 +565,7 @@ class FastHFLM(HFLM):
                 slot.length,
                 slot.graph is not None,
                 "fast",
+                n_chunks,
             )
         )
         return torch.cat([context, slot.out[:, :produced]], dim=1)
