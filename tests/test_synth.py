@@ -696,6 +696,37 @@ def test_bad_option_values_are_refused_before_anything_runs(tmp_path, seeds_file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seeds.jsonl"]  # nothing written
 
 
+def test_flags_are_the_options_dataclass():
+    """One declaration: the command's defaults are the library's, every field is a flag."""
+    from dataclasses import fields
+
+    from shop_eval.cli import build_parser
+    from shop_eval.cli.args import from_namespace
+
+    parser = build_parser()
+    base = ["synth", "s.jsonl", "--out", "o.jsonl", "--model", "m", "--count", "3"]
+    ns = parser.parse_args(base)
+    assert ns._options is SynthOptions
+    opts = from_namespace(SynthOptions, ns)
+    assert opts == SynthOptions(seeds="s.jsonl", out="o.jsonl", model="m", count=3) and opts.progress is None
+    for extra, progress in ((["--progress"], True), (["--no-progress"], False)):
+        assert from_namespace(SynthOptions, parser.parse_args(base + extra)).progress is progress
+    synth_parser = parser._subparsers._group_actions[0].choices["synth"]
+    dests = {a.dest for a in synth_parser._actions}
+    assert {f.name for f in fields(SynthOptions)} <= dests
+    given = from_namespace(SynthOptions, parser.parse_args(base + ["--task-type", "ner,ranking", "--rpm", "60"]))
+    assert given.task_types == ["named_entity_recognition", "ranking"] and given.rpm == 60.0
+
+
+def test_an_invalid_base_url_from_the_environment_is_refused(tmp_path, seeds_file, capsys, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", "notaurl")
+    args = [a for a in _cli_args(seeds_file, tmp_path / "o.jsonl") if not a.startswith(("--base-url", "http"))]
+    assert main(args) == 2
+    assert "OPENAI_BASE_URL" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "o.jsonl").exists()
+
+
 def test_library_options_are_checked_as_the_flags_are(tmp_path):
     for kw, flag in (({"rpm": -5}, "--rpm"), ({"concurrency": 0}, "--concurrency"), ({"count": 0}, "--count"),
                      ({"http": "curl"}, "--http"), ({"task_types": ["klingon"]}, "--task-type"),
