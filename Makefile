@@ -50,27 +50,32 @@ eval: ## lm-eval shop_* on MODEL [ADAPTER] with NUM_GPUS (0=CPU; 2=accelerate da
 
 # --- training chain on GPUs (recipes/README.md): make train [TRAIN_GPUS=6] [BASE_MODEL=01-ai/Yi-9B]
 #     data -> cpt -> merge-cpt -> sft -> merge-sft -> eval.  CPU check of the recipes: tests/test_recipes.py.
+#     24 GB cards by default; 80 GB: CPT_RECIPE=recipes/cpt-80gb.yml SFT_RECIPE=recipes/sft-80gb.yml.
+#     SLURM: recipes/slurm/ (one node x 6 GPUs, several nodes, the 2-GPU evaluation).
 TRAIN_GPUS ?= 6
 BASE_MODEL ?=
 SFT_BASE ?=
+CPT_RECIPE ?= recipes/cpt.yml
 SFT_RECIPE ?= recipes/sft.yml
 SFT_OUT ?= outputs/sft
 SFT_SOURCE ?= ../shared/data/ec-guide
 CORPUS_SOURCE ?=
 CORPUS_FIELDS ?= text
 DECONTAM_EVAL ?= ../shared/data/seed-testsets
-TRAIN_LAUNCH = $(BIN)/accelerate launch --config_file recipes/accelerate/$(TRAIN_GPUS)gpu.yaml -m axolotl.cli.train
+# expandable segments: fewer allocator fragments (the recipes' memory was measured with it)
+TRAIN_LAUNCH = PYTORCH_ALLOC_CONF=expandable_segments:True \
+	$(BIN)/accelerate launch --config_file recipes/accelerate/$(TRAIN_GPUS)gpu.yaml -m axolotl.cli.train
 .PHONY: data cpt merge-cpt sft merge-sft train
 data: ## SFT data from SFT_SOURCE, decontaminated vs DECONTAM_EVAL + held-out split; CPT corpus if CORPUS_SOURCE is set
 	$(if $(CORPUS_SOURCE),$(BIN)/shop-eval data corpus $(CORPUS_SOURCE) $(foreach f,$(CORPUS_FIELDS),--text-field $(f)) --out data/corpus/corpus.jsonl)
 	$(BIN)/shop-eval data sft $(SFT_SOURCE) --out data/sft
 	$(BIN)/shop-eval data decontam data/sft/train.jsonl $(foreach e,$(DECONTAM_EVAL),--eval $(e)) \
 		--eval heldout=data/sft/validation.jsonl --out data/sft/train.clean.jsonl
-cpt: ## LoRA continued pretraining (recipes/cpt.yml) on TRAIN_GPUS GPUs [BASE_MODEL=...]
+cpt: ## LoRA continued pretraining (CPT_RECIPE, default recipes/cpt.yml) on TRAIN_GPUS GPUs [BASE_MODEL=...]
 	@test -s data/corpus/corpus.jsonl || { echo "no data/corpus/corpus.jsonl: run make data CORPUS_SOURCE=FILES [CORPUS_FIELDS='title description']"; exit 2; }
-	$(TRAIN_LAUNCH) recipes/cpt.yml $(if $(BASE_MODEL),--base_model $(BASE_MODEL))
+	$(TRAIN_LAUNCH) $(CPT_RECIPE) $(if $(BASE_MODEL),--base_model $(BASE_MODEL))
 merge-cpt: ## merge the CPT adapter into its base -> outputs/cpt/merged
-	$(BIN)/axolotl merge-lora recipes/cpt.yml --lora-model-dir outputs/cpt $(if $(BASE_MODEL),--base-model $(BASE_MODEL))
+	$(BIN)/axolotl merge-lora $(CPT_RECIPE) --lora-model-dir outputs/cpt $(if $(BASE_MODEL),--base-model $(BASE_MODEL))
 sft: ## LoRA SFT (SFT_RECIPE, default recipes/sft.yml) from outputs/cpt/merged [SFT_BASE=... to skip CPT]
 	@test -s data/sft/train.clean.jsonl || { echo "no data/sft/train.clean.jsonl: run make data"; exit 2; }
 	$(TRAIN_LAUNCH) $(SFT_RECIPE) $(if $(SFT_BASE),--base_model $(SFT_BASE))
@@ -93,5 +98,6 @@ demo: ## sample data -> tiny model -> axolotl CPT -> SFT -> lm-eval base vs fine
 
 .PHONY: bench-dry
 bench-dry: ## CPU end-to-end run of the GPU benchmark scripts on a 2-layer model (needs bench/_carry: bench/make_lengths.py)
-	$(BIN)/python bench/train_throughput.py --tiny --dry-run --work /tmp/bench_train_dry
+	$(BIN)/python bench/train_throughput.py --tiny --dry-run --work /tmp/bench_train_dry \
+		--runs fixed_b2,sft,cpt,merge:sft,sft_d0 --memory-cap-gib 23.5
 	$(BIN)/python bench/eval_throughput.py --tiny --dry-run

@@ -367,7 +367,7 @@ def run_plain(name: str, cfg: dict, batches: list[dict], args, device: str, spec
                         "slots": len(b["input_ids"]) * len(b["input_ids"][0]),
                         "pairs": sum(s * (s + 1) // 2 for s in b["segments"]),
                         "seconds": dt,
-                        "loss": float(loss),
+                        "loss": float(loss.detach()),
                     }
                 )
         out = summarize(name, cfg, steps, args, spec["rank"])
