@@ -170,6 +170,37 @@ def check_paths(spec: EvalSpec) -> None:
             raise UsageError(f"{label} {value}: no such folder, and the hub is offline (HF_HUB_OFFLINE=1)")
 
 
+def absent_tasks(spec: EvalSpec) -> list[str]:
+    """The selected ``shop_*`` / ``shopchat_*`` / ``shopmmlu_*`` tasks whose task type (and skill) the data lacks:
+    lm-eval runs them as absent.  A selection with none of the data's task types is a :class:`UsageError`."""
+    import fnmatch
+
+    from .leaderboard import family_of
+    from .lm_eval_bridge import SHOPMMLU_ENV, load_docs
+    from .resources import task_names
+
+    names = [n for pat in spec.tasks.split(",") for n in task_names() if fnmatch.fnmatchcase(n, pat.strip())]
+    tasks = [(n, family_of(n)) for n in dict.fromkeys(names)]
+    tasks = [(n, fam) for n, fam in tasks if fam is not None]
+    if not tasks:
+        return []
+    sample = tasks_dir() / "data" / "sample.jsonl"
+    absent = []
+    for name, (family, ttype) in tasks:
+        if family.startswith("shopmmlu"):
+            if not os.environ.get(SHOPMMLU_ENV):
+                raise UsageError(f"task {name} reads Shopping MMLU: set {SHOPMMLU_ENV}=path/to/data")
+            skill = {"concept": 1, "reasoning": 2, "behavior": 3, "multilingual": 4}.get(name.split("_")[1])
+            docs = load_docs(ttype, None, env=SHOPMMLU_ENV, skill=skill, task=name)
+        else:
+            docs = load_docs(ttype, sample, spec.data, task=name)
+        if not docs:
+            absent.append(name)
+    if len(absent) == len(tasks):
+        raise UsageError(f"the data has no rows for any selected task ({', '.join(absent)}): nothing to evaluate")
+    return absent
+
+
 def run_command(spec: EvalSpec) -> int:
     """Run the lm-eval command with the venv's tools first on PATH; its exit code."""
     import subprocess

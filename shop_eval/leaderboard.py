@@ -334,7 +334,8 @@ def collect_run(results_path: str | Path, name: str | None = None) -> ModelRun:
             continue
         rows, labels = _read_family([Path(p) for t in fam_tasks.values() for p in t.samples])
         for t in fam_tasks.values():  # a task whose samples are only placeholders is absent: n = 0
-            if t.samples and all(r is None for src, r, _ in rows if src in t.samples):
+            mine = [r for src, r, _ in rows if src in t.samples]
+            if mine and all(r is None for r in mine):
                 t.n = 0
         rows = [x for x in rows if x[1] is not None]
         records = [r for _, r, _ in rows]

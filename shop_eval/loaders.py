@@ -41,6 +41,7 @@ from typing import Any
 from . import shoppingmmlu, task_types
 from .errors import DataError
 from .io import iter_json_array, iter_json_lines, json_kind, read_text
+from .prompt_options import parse_options
 from .records import DEFAULT_METRIC, Record, make_record
 
 FORMATS = ("auto", "shopbench", "ec-guide", "alpaca", "shoppingmmlu")
@@ -145,6 +146,10 @@ def _digits_list(text: str) -> list[int] | None:
     return [int(x) for x in text.split(",")]
 
 
+#: the most candidates a ranking ordering may name when its prompt lists none
+MAX_CANDIDATES = 1000
+
+
 def ordering_to_weights(order: list[int]) -> list[float]:
     """Ranking truth as an ordering of 1-based candidates, best first → per-candidate weights
     (n - rank + 1: the best of n gets n, the last named 1, a candidate not named 0)."""
@@ -198,6 +203,11 @@ def record_from_alpaca(obj: Any, source: str, where: str, task_name: str, result
         if ttype == "ranking":
             if len(set(nums)) != len(nums):
                 raise DataError(source, where, "output", f"ranking truth repeats a candidate: {out!r:.60}")
+            opts = parse_options(prompt)
+            limit = opts.count if opts else MAX_CANDIDATES
+            if max(nums) > limit:
+                raise DataError(source, where, "output",
+                                f"ranking truth names candidate {max(nums)}, the prompt lists {limit}")  # fmt: skip
             truth = ordering_to_weights(nums)
         else:
             truth = nums
@@ -252,6 +262,12 @@ def _load_file(path: Path, fmt: str, skip_invalid: bool, root: Path | None, skil
         text = ""
     else:
         text = read_text(path)
+        if not text.strip():
+            empty = DataError(source, "", None, "empty file: no rows")
+            if not skip_invalid:
+                raise empty
+            result.skipped.append(empty)
+            return result
         if fmt == "auto":
             fmt = detect_format(path, text)
     rel = path.relative_to(root) if root else Path(path.parent.name) / path.name

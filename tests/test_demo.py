@@ -61,13 +61,14 @@ def test_eval_and_leaderboard(demo_out):
     n_test = report["stages"]["data"]["n_test"]
     for m in board["models"]:
         assert m["lm_eval_agreement"]["ok"]
-        types = m["scores"]["shop"]["official"]["task_types"]
+        types = m["scores"]["shop"]["protocols"]["official"]["task_types"]
         assert set(types) == set(TASK_TYPES)
         for t in TASK_TYPES:
             assert types[t]["n"] == n_test
             assert 0.0 <= types[t]["score"] <= 1.0
             assert m["tasks"][f"shop_{SHORT_NAMES[t]}"]["samples"]
-    assert board["comparable"] == {"same_config": True, "same_data": True}
+    assert board["comparable"] == {"same_config": True, "same_data": True, "same_task_types": True,
+                                   "lm_eval_agreement": True}  # fmt: skip
     md = (out / "leaderboard.md").read_text()
     assert "| `base` |" in md and "| `fine-tuned` |" in md
     assert (out / "leaderboard.png").read_bytes()[:4] == b"\x89PNG"

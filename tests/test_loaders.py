@@ -176,7 +176,7 @@ def test_canonical_task_type(label, expected):
 
 
 def test_missing_path_and_empty_folder(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataError, match=r"nope\.jsonl: no such file or folder"):
         load(tmp_path / "nope.jsonl")
     with pytest.raises(DataError, match="holds no .json"):
         load(tmp_path)

@@ -103,15 +103,24 @@ def test_generation_reads_the_raw_response():
     authors = _score("shoppingmmlu", "generation", "rougel", "  red chair\n", "red chair")[0]
     assert kit == authors == pytest.approx(1.0)  # rouge tokenises away the white space
     # BLEU: the first line after trimming newlines, in both
-    assert _score("shoppingmmlu", "generation", "bleu", "\nroter Holzstuhl mit Armlehnen\nx", "roter Holzstuhl mit Armlehnen")[
-        0
-    ] == pytest.approx(1.0)
+    assert _score(
+        "shoppingmmlu", "generation", "bleu", "\nroter Holzstuhl mit Armlehnen\nx", "roter Holzstuhl mit Armlehnen"
+    )[0] == pytest.approx(1.0)
 
 
 def _ner_records(n):
     return [
-        make_record({"input_field": f"q{i}", "output_field": ["x"], "task_name": "t", "task_type": "named_entity_recognition",
-                     "metric": "micro f1"}, "s", "")  # fmt: skip
+        make_record(
+            {
+                "input_field": f"q{i}",
+                "output_field": ["x"],
+                "task_name": "t",
+                "task_type": "named_entity_recognition",
+                "metric": "micro f1",
+            },
+            "s",
+            "",
+        )  # fmt: skip
         for i in range(n)
     ]
 

@@ -96,7 +96,7 @@ def test_choices_cell_is_never_executed(tmp_path):
     folder.mkdir(parents=True)
     marker = tmp_path / "pwned"
     (folder / "evil_dataset.csv").write_text(
-        "question,choices,answer\n" f'"Q?","__import__(\'pathlib\').Path(\'{marker}\').touch()",0\n'
+        f"question,choices,answer\n\"Q?\",\"__import__('pathlib').Path('{marker}').touch()\",0\n"
     )
     with pytest.raises(DataError, match=r"evil_dataset\.csv:line 2: field 'choices': not a Python list literal"):
         load_records(tmp_path / "data")

@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts = from_namespace(args._options, args)
         return int(args._run(opts) or 0)
     except KeyboardInterrupt:
-        print("interrupted: nothing was written (previous outputs are unchanged)", file=sys.stderr)
+        print("interrupted (no output is left half-written)", file=sys.stderr)
         return 130
     except ShopEvalError as exc:
         print(f"error: {exc}", file=sys.stderr)

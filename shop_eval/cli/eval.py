@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..eval_launch import EvalSpec, build_command, check_paths, format_command, run_command
+from ..eval_launch import EvalSpec, absent_tasks, build_command, check_paths, format_command, run_command
 from ..eval_launch import __doc__ as LAUNCH_DOC
 from .args import add_options
 
@@ -30,4 +30,6 @@ def run(spec: EvalSpec) -> int:
     if spec.dry_run:
         return 0
     check_paths(spec)
+    for name in absent_tasks(spec):
+        print(f"absent: {name} (the data has no rows of its task type; n = 0, reported as absent)", flush=True)
     return run_command(spec)
