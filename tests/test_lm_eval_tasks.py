@@ -185,7 +185,9 @@ def test_ll_choices_come_from_the_one_option_parser():
     from shop_eval.prompt_options import parse_options
 
     base = load(SAMPLE)[0]
-    doc = bridge.record_to_doc(base.model_copy(update={"input_field": "Q\n0. a\n1. b\n2. c\nAnswer: ", "output_field": 2}))
+    doc = bridge.record_to_doc(
+        base.model_copy(update={"input_field": "Q\n0. a\n1. b\n2. c\nAnswer: ", "output_field": 2})
+    )
     assert bridge.doc_to_choice(doc) == ["0", "1", "2"] and bridge.doc_to_choice_target(doc) == 2
     # the tricky prompt of issue 15: "12.9 inch" is no option line, "Option: 2) green" is one
     tricky = "0. red case\n1. blue case\n12.9 inch sleeve\nOption: 2) green"
@@ -335,9 +337,7 @@ def test_data_option_ec_guide(ec_guide_dir, task_manager, monkeypatch):
     expected = Counter(r.task_type for r in load_records(ec_guide_dir, skip_invalid=True).records)
     names = [f"shop_{SHORT_NAMES[t]}" for t in expected]
     tasks = get_task_dict(names, task_manager)
-    assert {n: len(t.eval_docs) for n, t in tasks.items()} == {
-        f"shop_{SHORT_NAMES[t]}": c for t, c in expected.items()
-    }
+    assert {n: len(t.eval_docs) for n, t in tasks.items()} == {f"shop_{SHORT_NAMES[t]}": c for t, c in expected.items()}
     if "ranking" not in expected:  # EC-Guide's public part has no ranking file: the task is absent
         task = get_task_dict(["shop_ranking"], task_manager)["shop_ranking"]
         assert [d["origin"] for d in task.eval_docs] == [bridge.ABSENT]
@@ -479,4 +479,6 @@ def test_generated_shopmmlu_files_are_current():
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
     for name, text in gen.files().items():
-        assert (TASKS_DIR / name).read_text(encoding="utf-8") == text, f"{name}: run lm_eval_tasks/_generate_shopmmlu.py"
+        assert (TASKS_DIR / name).read_text(encoding="utf-8") == text, (
+            f"{name}: run lm_eval_tasks/_generate_shopmmlu.py"
+        )
