@@ -227,9 +227,10 @@ def shoppingmmlu_filter(resps: list[list[str]], docs: list[dict]) -> list[dict]:
 
 def _results(rec, row: RowScore) -> dict:
     out: dict[str, Any] = {"shop_score": row, "parse_failure": row}
-    if rec.task_type == "generation":
-        for m, key in METRIC_KEYS.items():
-            out[key] = row if m == rec.metric else None
+    metrics = task_types.get(rec.task_type).metrics
+    if len(metrics) > 1:  # one key per metric (generation), the rows of the others None
+        for m in metrics:
+            out[m.replace("-", "_")] = row if m == rec.metric else None
     return out
 
 

@@ -41,8 +41,7 @@ from typing import Any
 from . import shoppingmmlu, task_types
 from .errors import DataError
 from .io import iter_json_array, iter_json_lines, json_kind, read_text
-from .prompt_options import parse_options
-from .records import DEFAULT_METRIC, Record, make_record
+from .records import Record, make_record
 
 FORMATS = ("auto", "shopbench", "ec-guide", "alpaca", "shoppingmmlu")
 
@@ -139,32 +138,10 @@ def _ec_guide_row(obj: Any, source: str, where: str, task_name: str, folder_type
     return make_record(row, source, where)
 
 
-def _digits_list(text: str) -> list[int] | None:
-    text = text.strip().strip("[]").strip()
-    if not re.fullmatch(r"\d+(\s*,\s*\d+)*", text):
-        return None
-    return [int(x) for x in text.split(",")]
-
-
-#: the most candidates a ranking ordering may name when its prompt lists none
-MAX_CANDIDATES = 1000
-
-
-def ordering_to_weights(order: list[int]) -> list[float]:
-    """Ranking truth as an ordering of 1-based candidates, best first → per-candidate weights
-    (n - rank + 1: the best of n gets n, the last named 1, a candidate not named 0)."""
-    n = len(order)
-    weights = [0.0] * max(max(order), n)
-    for rank, cand in enumerate(order, 1):
-        weights[cand - 1] = float(n - rank + 1)
-    return weights
-
-
 def record_from_alpaca(obj: Any, source: str, where: str, task_name: str, result: LoadResult | None = None) -> Record:
     """One alpaca row (instruction/input/output/task_type) → a Record: the one place where an answer
     written as text becomes a typed truth (used by the loader and by ``shop-eval synth``)."""
     result = result if result is not None else LoadResult()
-    from .extract import official_extract  # local: extract imports nothing from here
 
     if not isinstance(obj, dict):
         raise DataError(source, where, None, f"expected a JSON object, got {type(obj).__name__}")
@@ -186,44 +163,21 @@ def record_from_alpaca(obj: Any, source: str, where: str, task_name: str, result
     if isinstance(obj.get("input"), str) and obj["input"].strip():
         prompt = f"{prompt}\n{obj['input']}"
     out = obj["output"].strip()
-    if ttype in ("multiple-choice", "retrieval", "ranking") and len(out) > 1 and out[0] == out[-1] and out[0] in "\"'":
+    tt = task_types.get(ttype)
+    if tt.index_answers and len(out) > 1 and out[0] == out[-1] and out[0] in "\"'":
         result.quirks[f"{task_name}: quoted {ttype} truth read without its quotes"] += 1
         out = out[1:-1].strip()  # '"2"' -> '2'
-    truth: Any
-    if ttype == "multiple-choice":
-        if not re.fullmatch(r"\d+", out):
-            raise DataError(source, where, "output", f"multiple-choice truth must be an option index, got {out!r:.60}")
-        truth = int(out)
-    elif ttype in ("retrieval", "ranking"):
-        nums = _digits_list(out)
-        if not nums or min(nums) < (0 if ttype == "retrieval" else 1):
-            raise DataError(
-                source, where, "output", f"{ttype} truth must be a list of indices like '4, 2, 1', got {out!r:.60}"
-            )
-        if ttype == "ranking":
-            if len(set(nums)) != len(nums):
-                raise DataError(source, where, "output", f"ranking truth repeats a candidate: {out!r:.60}")
-            opts = parse_options(prompt)
-            limit = opts.count if opts else MAX_CANDIDATES
-            if max(nums) > limit:
-                raise DataError(source, where, "output",
-                                f"ranking truth names candidate {max(nums)}, the prompt lists {limit}")  # fmt: skip
-            truth = ordering_to_weights(nums)
-        else:
-            truth = nums
-    elif ttype == "named_entity_recognition":
-        truth = official_extract("named_entity_recognition", out)
-    else:
-        if not out:
-            raise DataError(source, where, "output", "empty truth")
-        truth = out
+    try:
+        truth = tt.truth_from_text(out, prompt)
+    except ValueError as exc:
+        raise DataError(source, where, "output", str(exc)) from None
     return make_record(
         {
             "input_field": prompt,
             "output_field": truth,
             "task_name": task_name,
             "task_type": ttype,
-            "metric": DEFAULT_METRIC[ttype],
+            "metric": tt.default_metric,
             "is_multiple_choice": ttype == "multiple-choice",
         },
         source,

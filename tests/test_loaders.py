@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from shop_eval.loaders import canonical_task_type, load, load_records, ordering_to_weights
+from shop_eval.loaders import canonical_task_type, load, load_records
 from shop_eval.records import DataError
+from shop_eval.task_types.ranking import ordering_to_weights
 
 GOOD = {
     "input_field": "Pick one.\n0. a\n1. b\nAnswer: ",

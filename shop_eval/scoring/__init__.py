@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from .. import task_types
 from ..metrics import Counts
 from ..records import Record
 from . import aggregate, protocols
@@ -46,7 +47,7 @@ def label_sets(records: Sequence[Record]) -> dict[str, list[str]]:
     same labels."""
     out: dict[str, list[str]] = defaultdict(list)
     for r in records:
-        if r.task_type == "classification" and r.output_field not in out[r.task_name]:
+        if task_types.get(r.task_type).has_label_set and r.output_field not in out[r.task_name]:
             out[r.task_name].append(r.output_field)
     return dict(out)
 

@@ -62,6 +62,18 @@ class TaskType:
         """The truth written exactly as the official parser reads it back."""
         raise NotImplementedError
 
+    def truth_from_text(self, text: str, prompt: str | None = None) -> Any:
+        """An answer written as text (an alpaca ``output``, a synthetic reply) → the typed truth; ``ValueError``
+        with the reason when it is not one.  The inverse of :meth:`format_answer`."""
+        if not text:
+            raise ValueError("empty truth")
+        return text
+
+    #: answers of this type are indices (the text may come quoted: '"2"')
+    index_answers: ClassVar[bool] = False
+    #: rows of this type are read against their task's label set (classification)
+    has_label_set: ClassVar[bool] = False
+
     # ----------------------------------------------------------------- parsers
 
     def official(self, response: str) -> Any:
@@ -125,6 +137,14 @@ def canonical(label: object) -> str | None:
         if key in {re.sub(r"[\s_\-]+", " ", s.lower()) for s in spellings}:
             return t.name
     return None
+
+
+def digits_list(text: str) -> list[int] | None:
+    """``"4, 2, 1"`` (optionally in brackets) → ``[4, 2, 1]``; None when the text is not such a list."""
+    text = text.strip().strip("[]").strip()
+    if not re.fullmatch(r"\d+(\s*,\s*\d+)*", text):
+        return None
+    return [int(x) for x in text.split(",")]
 
 
 def options_of(prompt: str | None):

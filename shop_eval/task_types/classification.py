@@ -23,6 +23,7 @@ class Classification(TaskType):
     default_metric = "accuracy"
     in_protocol = False
     empty = ""
+    has_label_set = True
 
     def truth_error(self, truth: Any, metric: str, prompt: str | None = None) -> str | None:
         if isinstance(truth, str) and truth.strip():

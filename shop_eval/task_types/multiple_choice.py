@@ -34,6 +34,7 @@ class MultipleChoice(TaskType):
     default_metric = "accuracy"
     max_new_tokens = 1
     empty = -1
+    index_answers = True
 
     def truth_error(self, truth: Any, metric: str, prompt: str | None = None) -> str | None:
         if not is_int(truth):
@@ -47,6 +48,11 @@ class MultipleChoice(TaskType):
 
     def format_answer(self, truth: Any) -> str:
         return str(truth)
+
+    def truth_from_text(self, text: str, prompt: str | None = None) -> int:
+        if not re.fullmatch(r"\d+", text):
+            raise ValueError(f"multiple-choice truth must be an option index, got {text!r:.60}")
+        return int(text)
 
     def same_answer(self, value: Any, truth: Any) -> bool:
         return value == truth

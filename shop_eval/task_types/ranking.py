@@ -6,10 +6,22 @@ import math
 from typing import Any
 
 from ..prompt_options import parse_options
-from . import Extraction, TaskType, _text, register
+from . import Extraction, TaskType, _text, digits_list, register
 
 #: |weight| bound: the gain 2**w - 1 must stay a finite float
 MAX_WEIGHT = 1000
+#: the most candidates an ordering may name when its prompt lists none
+MAX_CANDIDATES = 1000
+
+
+def ordering_to_weights(order: list[int]) -> list[float]:
+    """Ranking truth as an ordering of 1-based candidates, best first → per-candidate weights
+    (n - rank + 1: the best of n gets n, the last named 1, a candidate not named 0)."""
+    n = len(order)
+    weights = [0.0] * max(max(order), n)
+    for rank, cand in enumerate(order, 1):
+        weights[cand - 1] = float(n - rank + 1)
+    return weights
 
 
 def ranking_order(weights: list[float]) -> list[int]:
@@ -31,6 +43,7 @@ class Ranking(TaskType):
     metrics = ("ndcg",)
     default_metric = "ndcg"
     empty = []
+    index_answers = True
 
     def truth_error(self, truth: Any, metric: str, prompt: str | None = None) -> str | None:
         if not isinstance(truth, list) or not truth or not all(_is_weight(x) for x in truth):
@@ -39,6 +52,20 @@ class Ranking(TaskType):
 
     def format_answer(self, truth: Any) -> str:
         return ", ".join(str(x) for x in ranking_order(truth))
+
+    def truth_from_text(self, text: str, prompt: str | None = None) -> list[float]:
+        """An ordering of 1-based candidates, best first (``"4, 2, 1, 3"``) → one weight per candidate
+        (:func:`ordering_to_weights`); it may not name a candidate beyond those the prompt lists."""
+        nums = digits_list(text)
+        if not nums or min(nums) < 1:
+            raise ValueError(f"ranking truth must be a list of indices like '4, 2, 1', got {text!r:.60}")
+        if len(set(nums)) != len(nums):
+            raise ValueError(f"ranking truth repeats a candidate: {text!r:.60}")
+        opts = parse_options(prompt)
+        limit = opts.count if opts else MAX_CANDIDATES
+        if max(nums) > limit:
+            raise ValueError(f"ranking truth names candidate {max(nums)}, the prompt lists {limit}")
+        return ordering_to_weights(nums)
 
     def official(self, response: str) -> list[int]:
         items = [x for x in _text.numeric_pieces(response) if x <= 5][:5]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..prompt_options import parse_options
-from . import Extraction, TaskType, _text, register
+from . import Extraction, TaskType, _text, digits_list, register
 from .multiple_choice import is_int
 
 
@@ -17,6 +17,7 @@ class Retrieval(TaskType):
     metrics = ("hit rate@3",)
     default_metric = "hit rate@3"
     empty = []
+    index_answers = True
 
     def truth_error(self, truth: Any, metric: str, prompt: str | None = None) -> str | None:
         if not isinstance(truth, list) or not truth or not all(is_int(x) for x in truth):
@@ -32,6 +33,12 @@ class Retrieval(TaskType):
 
     def format_answer(self, truth: Any) -> str:
         return ", ".join(str(x) for x in truth)
+
+    def truth_from_text(self, text: str, prompt: str | None = None) -> list[int]:
+        nums = digits_list(text)
+        if not nums:
+            raise ValueError(f"retrieval truth must be a list of indices like '4, 2, 1', got {text!r:.60}")
+        return nums
 
     def official(self, response: str) -> list[int]:
         return _text.numeric_pieces(response)[:3]
