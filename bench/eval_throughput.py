@@ -492,7 +492,9 @@ def build_result(args, cfg, per_setting: dict, counts: dict, extra: dict) -> dic
             "kit_max_gen_toks": KIT_MAX_GEN_TOKS,
             "commands": task_commands(args.batch_size),
             "headline": {"baseline": base_name, "ours": ours_name},
-            **{k: v for k, v in extra.items() if k not in ("profile", "equivalence", "equiv_tiny", "cb_probe")},
+            **{
+                k: v for k, v in extra.items() if k not in ("profile", "equivalence", "equiv_tiny", "cb_probe", "calls")
+            },
         },
         "eval_ratio": common.ratio(ours_rate, base_rate),
         "baseline_examples_s": round(base_rate, 3) if base_rate else None,
@@ -509,6 +511,7 @@ def build_result(args, cfg, per_setting: dict, counts: dict, extra: dict) -> dic
         "profile": extra.get("profile"),
         "equiv_tiny": extra.get("equiv_tiny"),
         "cb_probe": extra.get("cb_probe"),
+        "calls": extra.get("calls"),
         "tasks": tasks,
     }
 
@@ -783,10 +786,67 @@ def equiv_tiny(work: Path, data: Path, device: str, batch_size: int, limit: int 
     return result
 
 
+# ---------------------------------------------------------------------------------------- merging calls
+
+
+def merge_results(runs: list[tuple[str, dict]]) -> dict:
+    """Several device calls' results (label, result) into one: a setting or profile variant measured again
+    in a later call replaces the earlier one (each keeps ``source``: its call's label); the tiny-model
+    equivalence and the continuous-batching probe are the latest call's that has them; ``equivalence``
+    (pairs of settings compared within one call) is kept per call."""
+    per_setting: dict[str, dict] = {}
+    profile: dict = {}
+    extra: dict = {"calls": {}}
+    equivalence_by_call = {}
+    for label, res in runs:
+        for name, tasks in res["tasks"].items():
+            per_setting[name] = {t: {**r, "source": label} for t, r in tasks.items()}
+        if res.get("profile"):
+            for name, row in res["profile"]["variants"].items():
+                profile.setdefault("variants", {})[name] = {**row, "source": label}
+            profile.update({k: v for k, v in res["profile"].items() if k != "variants"})
+        for key in ("equiv_tiny", "cb_probe"):
+            if res.get(key):
+                extra[key] = {**res[key], "source": label}
+        if res.get("equivalence"):
+            equivalence_by_call[label] = res["equivalence"]
+        extra["calls"][label] = {k: res["settings"].get(k) for k in ("hbm_bytes_s_measured", "decode_step_floor_s")}
+        extra["calls"][label]["settings_run"] = sorted(res["tasks"])
+    last = runs[-1][1]
+    keep = ("hbm_bytes_s_measured", "weight_bytes_per_decode_step", "kv_bytes_per_token", "decode_step_floor_s")
+    extra.update({k: last["settings"].get(k) for k in keep})
+    extra["profile"] = profile or None
+    extra["equivalence"] = equivalence_by_call or None
+    settings = last["settings"]
+
+    class Args:  # what build_result reads from the command line
+        shape = settings["shape"]
+        data = str(REPO / settings["data"])
+        per_type, default_per_type, batch_size = (
+            settings["per_type"],
+            settings["default_per_type"],
+            settings["batch_size"],
+        )
+
+    out = build_result(Args, settings["model"], per_setting, {}, extra)
+    out["device"], out["versions"] = last["device"], last["versions"]
+    return out
+
+
 # ---------------------------------------------------------------------------------------- main
 
 
 def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "merge":  # merge LABEL=RUN.json ... --out RESULT.json
+        ap = argparse.ArgumentParser(prog="eval_throughput.py merge")
+        ap.add_argument("runs", nargs="+", help="LABEL=PATH of each call's result, oldest first")
+        ap.add_argument("--out", required=True)
+        m = ap.parse_args(argv[1:])
+        runs = [(r.split("=", 1)[0], json.loads(Path(r.split("=", 1)[1]).read_text())) for r in m.runs]
+        Path(m.out).write_text(json.dumps(merge_results(runs), indent=1) + "\n")
+        return 0
     args = parse_args(argv)
     import torch
     from lm_eval.models.huggingface import HFLM
