@@ -1,27 +1,43 @@
-"""Decontamination: find training examples that overlap an evaluation set.
+"""Decontamination that tells template from content: which training rows hold an evaluation example's
+*content* (its product, query or review), and which share only its *instruction text*.
 
-Two tests, on normalised text (NFKC, lower case, punctuation → space, whitespace collapsed):
+Text is compared as normalised word tokens (NFKC, lower case, punctuation → space, whitespace collapsed; in
+scripts written without spaces — Japanese, Chinese, Korean — every character is a word).
 
-* ``exact`` — the whole normalised prompt equals an evaluation prompt;
-* ``13-gram`` — the prompt shares a run of ``n`` (default 13, as in GPT-3's and the Llama-2
-  contamination studies) consecutive word tokens with an evaluation prompt.
+**Template and content.**  Every evaluation prompt is split into template words and content runs:
 
-Instruction boilerplate is not contamination: an n-gram that occurs in more than ``template_df``
-distinct evaluation prompts (the task's instruction text, shared by every example of a template) is
-left out of the index, and :func:`decontaminate` also leaves out n-grams that occur in more than
-``train_template_df`` distinct training prompts.  Only the example's own content (product titles,
-reviews, queries) can then trigger a match.  In scripts written without spaces (Japanese, Chinese,
-Korean) every character is a word, so there a 13-gram is a run of 13 characters.
+* a run of ``k`` (default 5) words is template when it occurs in at least ``template_df`` (2) distinct prompts
+  of the same evaluation task — the instruction text that every example of a template repeats, which a small
+  set (4 rows per task) cannot reveal by frequency over the whole set — or in at least ``template_train_df``
+  (20) distinct training prompts — instruction text that the training data copied (EC-Guide reuses ShopBench's
+  templates, in one variant per target language);
+* the first / last words of a prompt (fewer than ``k``: ``"The product"``, ``"Output:"``, which no ``k``-word
+  run reaches without taking content along) are template when as many prompts of the task, or of the training
+  data, begin / end with the same words;
+* the *content runs* are the maximal runs of the other words.
 
-The index stores Python hashes of n-gram tuples (a set lookup per n-gram), so checking a 52k-row
-training set against ~1.2k evaluation prompts takes seconds.  Hashes are per-process: an index is
-built and used in memory, never saved.
+**Overlaps.**  A training row holds an evaluation example's content (kinds, tried in this order):
+
+* ``exact`` — its normalised prompt equals the evaluation prompt (whatever is template);
+* ``13-gram`` — it shares ``n`` (13, as GPT-3's and Llama 2's contamination studies) consecutive words that lie
+  inside one content run (a review, a long title, an option list in another wording);
+* ``item`` — it contains a whole content run of at least ``min_item`` (6) words (a product title, query or
+  description shorter than ``n`` words, under another instruction).
+
+A row that shares ``n`` consecutive words with an evaluation prompt but none of its content has a *template
+overlap*: it is kept unless ``remove_template`` is set, and reported apart.  ``eval_fraction_found`` is the share
+of an evaluation set whose content some training row holds.
+
+The index stores Python hashes of word tuples (one set lookup per n-gram; hashes are per-process, so an index is
+built and used in memory, never saved).  Training rows are read once; template statistics count distinct
+prompts.
 
 API::
 
-    index = build_index(eval_records, n=13, name="seed")    # Records or plain strings
-    index.match(text)        # -> "exact seed/<task>" | "13-gram seed/<task>" | None
-    index.find(text)         # -> Match(kind, eval_set, task, eval_id) | None
+    index = build_index(eval_records, name="seed")      # Records, strings or dicts
+    index.match(text)        # -> "exact seed/<task>" | "13-gram seed/<task>" | "item seed/<task>" | None
+    index.find(text)         # -> Match(kind, eval_set, task, eval_id, shared) | None  (content only)
+    index.content_runs(0)    # -> the content runs of the first evaluation prompt, as text
     kept, removed, report = decontaminate(train_records, {"seed": seed_records, "dev": dev_records})
 """
 
@@ -29,9 +45,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +58,15 @@ from .loaders import load_records
 from .records import Record
 
 DEFAULT_N = 13
-DEFAULT_TEMPLATE_DF = 10
+DEFAULT_K = 5
+DEFAULT_TEMPLATE_DF = 2
+DEFAULT_TEMPLATE_TRAIN_DF = 20
+DEFAULT_MIN_ITEM = 6
+#: 13-grams found in more than this many training prompts are boilerplate for the content grouping of
+#: :mod:`shop_eval.data.sft` (its split, not decontamination)
 DEFAULT_TRAIN_TEMPLATE_DF = 100
+
+TEMPLATE = "template"
 
 _PUNCT = re.compile(r"[^\w\s]|_", re.UNICODE)
 _WS = re.compile(r"\s+", re.UNICODE)
@@ -67,9 +91,14 @@ def tokens(text: str) -> list[str]:
     return normalize(text).split()
 
 
+def grams(words: list[str] | tuple[str, ...], n: int) -> Iterator[tuple[str, ...]]:
+    """Every run of ``n`` consecutive words, as tuples, in order (none when the text is shorter than ``n``)."""
+    return zip(*(words[i:] for i in range(n)), strict=False)
+
+
 def ngram_hashes(words: list[str], n: int) -> set[int]:
     """Hashes of all runs of ``n`` consecutive words (none when the text is shorter than ``n``)."""
-    return {hash(tuple(words[i : i + n])) for i in range(len(words) - n + 1)}
+    return set(map(hash, grams(words, n)))
 
 
 def text_of(item: Any) -> str:
@@ -104,10 +133,15 @@ def _task_of(item: Any) -> str:
 
 @dataclass(frozen=True)
 class Match:
-    kind: str  #: "exact" or "<n>-gram"
+    kind: str  #: "exact", "<n>-gram", "item" (content) or "template" (instruction text only)
     eval_set: str
     task: str
     eval_id: int  #: index of the matched example in the index (across all added sets)
+    shared: str = ""  #: the shared words: the n-gram, the content run, or the instruction text ("" for exact)
+
+    @property
+    def content(self) -> bool:
+        return self.kind != TEMPLATE
 
     @property
     def where(self) -> str:
@@ -117,103 +151,347 @@ class Match:
         return f"{self.kind} {self.where}".rstrip()
 
 
-class DecontamIndex:
-    """Normalised prompts and their n-gram hashes from one or more evaluation sets."""
+@dataclass(frozen=True)
+class Scan:
+    """What classifying one training prompt needs: the hash of the whole prompt and those of its ``k``- and
+    ``n``-grams that occur in the evaluation prompts (``k``-grams: only those that can be content)."""
 
-    def __init__(self, n: int = DEFAULT_N, template_df: int | None = DEFAULT_TEMPLATE_DF):
-        if n < 1:
-            raise ValueError("n must be >= 1")
-        self.n = n
-        self.template_df = template_df
+    exact: int
+    kgrams: frozenset[int]
+    ngrams: frozenset[int]
+
+
+_EMPTY: frozenset[int] = frozenset()
+
+
+def _check_df(name: str, value: int | None) -> None:
+    if value is not None and value < 2:
+        raise ValueError(f"{name} must be >= 2 (or None to turn that test off)")
+
+
+class DecontamIndex:
+    """The evaluation prompts, split into template and content, and the hashes that find them in training rows.
+
+    ``add`` evaluation sets; optionally ``scan`` every training prompt (template statistics of the training
+    side); the split is made on first use (``build``) and again after more ``add``/``scan`` calls."""
+
+    def __init__(
+        self,
+        n: int = DEFAULT_N,
+        template_df: int | None = DEFAULT_TEMPLATE_DF,
+        *,
+        k: int = DEFAULT_K,
+        template_train_df: int | None = DEFAULT_TEMPLATE_TRAIN_DF,
+        min_item: int = DEFAULT_MIN_ITEM,
+    ):
+        if n < 1 or k < 1:
+            raise ValueError("n and k must be >= 1")
+        if min_item < k:
+            raise ValueError(f"min_item ({min_item}) must be >= k ({k})")
+        _check_df("template_df", template_df)
+        _check_df("template_train_df", template_train_df)
+        self.n, self.k, self.min_item = n, k, min_item
+        self.template_df, self.template_train_df = template_df, template_train_df
         self.docs: list[tuple[str, str]] = []  # (eval_set, task) per example
-        self.exact: dict[int, int] = {}  # hash of normalised prompt -> example id
-        self.grams: dict[int, int] = {}  # n-gram hash -> first example id holding it
-        self.df: Counter[int] = Counter()  # n-gram hash -> number of examples holding it
-        self.ignored: set[int] = set()  # template n-grams left out
+        self.words: list[tuple[str, ...]] = []
+        self.texts: list[str] = []
+        self.exact: dict[int, list[int]] = {}  # hash of the normalised prompt -> example ids
+        self.ngrams: dict[int, list[tuple[int, int]]] = {}  # n-gram hash -> (example id, position), one per example
+        self.kgrams: set[int] = set()  # hashes of every k-gram of an evaluation prompt
+        self._edges: set[int] = set()  # hashes of every prompt's first / last j < k words
+        # training side: distinct prompts holding each evaluation k-gram / beginning or ending with each edge
+        self._train_seen: set[int] = set()
+        self.train_kdf: Counter[int] = Counter()
+        self.train_prefix: Counter[int] = Counter()
+        self.train_suffix: Counter[int] = Counter()
+        self._stale = True  # the split must be made (again)
+        self._scan_ready = False
 
     def __len__(self) -> int:
         return len(self.docs)
 
-    def add(self, items: Iterable[Record] | Iterable[str], name: str = "") -> DecontamIndex:
+    # ------------------------------------------------------------------ input
+
+    def add(self, items: Iterable[Any], name: str = "") -> DecontamIndex:
         """Add an evaluation set (Records, strings or dicts; see :func:`text_of`) under ``name``."""
+        n, k = self.n, self.k
         for item in items:
-            words = tokens(text_of(item))
+            text = text_of(item)
+            words = tuple(tokens(text))
             if not words:
                 continue
             doc = len(self.docs)
             self.docs.append((name, _task_of(item)))
-            self.exact.setdefault(hash(" ".join(words)), doc)
-            for h in ngram_hashes(words, self.n):
-                self.df[h] += 1
-                self.grams.setdefault(h, doc)
-        self._prune()
+            self.words.append(words)
+            self.texts.append(text)
+            self.exact.setdefault(hash(" ".join(words)), []).append(doc)
+            for pos, g in enumerate(grams(words, n)):
+                hits = self.ngrams.setdefault(hash(g), [])
+                if not hits or hits[-1][0] != doc:
+                    hits.append((doc, pos))
+            self.kgrams.update(map(hash, grams(words, k)))
+            for j in range(1, min(k, len(words) + 1)):
+                self._edges.add(hash(words[:j]))
+                self._edges.add(hash(words[-j:]))
+        self._stale = True
+        self._scan_ready = False
         return self
 
-    def _prune(self) -> None:
+    def _groups(self) -> dict[tuple[str, str], list[tuple[str, ...]]]:
+        """The distinct prompts of each (evaluation set, task)."""
+        groups: dict[tuple[str, str], dict[tuple[str, ...], None]] = defaultdict(dict)
+        for doc, words in zip(self.docs, self.words, strict=True):
+            groups[doc][words] = None
+        return {key: list(prompts) for key, prompts in groups.items()}
+
+    def eval_template_kgrams(self) -> set[int]:
+        """Hashes of the k-grams that the evaluation side alone makes template in every task holding them (found in
+        ``template_df`` distinct prompts of each); the training side's counts cannot change how they are read."""
         if self.template_df is None:
-            return
-        for h, c in self.df.items():
-            if c > self.template_df and h in self.grams:
-                self.ignored.add(h)
-                del self.grams[h]
+            return set()
+        template: set[int] = set()
+        content: set[int] = set()
+        for prompts in self._groups().values():
+            df: Counter[int] = Counter()
+            for words in prompts:
+                df.update(set(map(hash, grams(words, self.k))))
+            for h, c in df.items():
+                (template if c >= self.template_df else content).add(h)
+        return template - content
 
-    def ignore(self, hashes: Iterable[int]) -> int:
-        """Leave the given n-gram hashes out of matching (e.g. training-side boilerplate)."""
-        k = 0
-        for h in hashes:
-            if self.grams.pop(h, None) is not None:
-                self.ignored.add(h)
-                k += 1
-        return k
+    def scan(self, words: list[str], *, count: bool = True) -> Scan:
+        """One training prompt's :class:`Scan`; with ``count``, its k-grams and edges also count towards the
+        training side's template statistics (once per distinct prompt)."""
+        if not self._scan_ready:
+            self._prepare_scan()
+        n, k = self.n, self.k
+        exact = hash(" ".join(words))
+        kx = self._candidates.intersection(map(hash, grams(words, k))) if len(words) >= k else _EMPTY
+        nx = self._ngram_keys.intersection(map(hash, grams(words, n))) if len(words) >= n else _EMPTY
+        if count and exact not in self._train_seen:
+            self._train_seen.add(exact)
+            self.train_kdf.update(kx)
+            edges = self._edges
+            for j in range(1, min(k, len(words) + 1)):
+                if (h := hash(tuple(words[:j]))) in edges:
+                    self.train_prefix[h] += 1
+                if (h := hash(tuple(words[-j:]))) in edges:
+                    self.train_suffix[h] += 1
+            self._stale = True
+        return Scan(exact, frozenset(kx) if kx else _EMPTY, frozenset(nx) if nx else _EMPTY)
 
-    def find(self, text: str) -> Match | None:
-        """The first overlap of ``text`` with the index (exact match first), or None."""
-        return self.find_tokens(tokens(text))
+    def _prepare_scan(self) -> None:
+        # the k-grams worth counting in training prompts (those that the evaluation side alone does not already
+        # make template) and the n-grams to look up
+        self._candidates = self.kgrams - self.eval_template_kgrams()
+        self._ngram_keys = set(self.ngrams)
+        self._scan_ready = True
+
+    # ------------------------------------------------------------------ the split
+
+    def _template(self, c_eval: int, h: int, train: Counter[int]) -> bool:
+        return (self.template_df is not None and c_eval >= self.template_df) or (
+            self.template_train_df is not None and train.get(h, 0) >= self.template_train_df
+        )
+
+    def build(self) -> DecontamIndex:
+        """Split every evaluation prompt into template words and content runs; index the content."""
+        k, n, m = self.k, self.n, self.min_item
+        self.marks: list[bytearray] = [bytearray()] * len(self.docs)
+        self.runs: list[list[tuple[int, int]]] = [[] for _ in self.docs]
+        self.content_ngrams: dict[int, list[tuple[int, int]]] = {}
+        self.run_keys: dict[int, list[tuple[int, int, int]]] = {}
+        eval_side: set[int] = set()
+        train_side: set[int] = set()
+        by_group: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for doc, key in enumerate(self.docs):
+            by_group[key].append(doc)
+        for key, prompts in self._groups().items():
+            df: Counter[tuple[str, ...]] = Counter()
+            prefix: Counter[tuple[str, ...]] = Counter()
+            suffix: Counter[tuple[str, ...]] = Counter()
+            for words in prompts:
+                df.update(set(grams(words, k)))
+                for j in range(1, min(k, len(words) + 1)):
+                    prefix[words[:j]] += 1
+                    suffix[words[-j:]] += 1
+            done: dict[tuple[str, ...], tuple[bytearray, list[tuple[int, int]]]] = {}
+            for doc in by_group[key]:
+                words = self.words[doc]
+                if words not in done:
+                    mark = bytearray(len(words))
+                    for i, g in enumerate(grams(words, k)):
+                        h = hash(g)
+                        if self.template_df is not None and df[g] >= self.template_df:
+                            eval_side.add(h)
+                        elif self.template_train_df is not None and self.train_kdf[h] >= self.template_train_df:
+                            train_side.add(h)
+                        else:
+                            continue
+                        mark[i : i + k] = b"\x01" * k
+                    for j in range(min(k - 1, len(words)), 0, -1):
+                        if self._template(prefix[words[:j]], hash(words[:j]), self.train_prefix):
+                            mark[:j] = b"\x01" * j
+                            break
+                    for j in range(min(k - 1, len(words)), 0, -1):
+                        if self._template(suffix[words[-j:]], hash(words[-j:]), self.train_suffix):
+                            mark[len(words) - j :] = b"\x01" * j
+                            break
+                    done[words] = (mark, _runs(mark))
+                self.marks[doc], self.runs[doc] = done[words]
+                for s, e in self.runs[doc]:
+                    for pos in range(s, e - n + 1):
+                        hits = self.content_ngrams.setdefault(hash(words[pos : pos + n]), [])
+                        if not hits or hits[-1][0] != doc:
+                            hits.append((doc, pos))
+                    if e - s >= m:
+                        self.run_keys.setdefault(hash(words[s : s + k]), []).append((doc, s, e))
+        self.template_kgrams = {"eval_side": len(eval_side), "train_side": len(train_side)}
+        self._stale = False
+        return self
+
+    def _ensure(self) -> None:
+        if self._stale:
+            self.build()
+
+    def content_runs(self, doc: int) -> list[str]:
+        """The content runs of evaluation example ``doc``, as normalised text."""
+        self._ensure()
+        return [" ".join(self.words[doc][s:e]) for s, e in self.runs[doc]]
+
+    def template_text(self, doc: int) -> str:
+        """Evaluation example ``doc`` with each content run replaced by ``…`` (normalised)."""
+        self._ensure()
+        out: list[str] = []
+        for word, t in zip(self.words[doc], self.marks[doc], strict=True):
+            if t:
+                out.append(word)
+            elif not out or out[-1] != "…":
+                out.append("…")
+        return " ".join(out)
+
+    # ------------------------------------------------------------------ matching
+
+    def classify(self, scan: Scan, words: Callable[[], list[str]] | list[str]) -> tuple[Match | None, set[int]]:
+        """The first content overlap of a scanned training prompt (exact, then n-gram, then item; the lowest
+        example id within a kind) and the ids of every evaluation example whose content it holds; or, when it
+        holds none, its first template overlap and an empty set.  ``words``: the prompt's tokens (or a function
+        giving them, called only when an item must be checked)."""
+        self._ensure()
+        found: set[int] = set()
+        best: Match | None = None
+        docs = self.exact.get(scan.exact)
+        if docs:
+            found.update(docs)
+            best = self._match("exact", docs[0], "")
+        hits = [hit for h in scan.ngrams if (hit := self.content_ngrams.get(h))]
+        if hits:
+            pairs = [p for hit in hits for p in hit]
+            found.update(d for d, _ in pairs)
+            if best is None:
+                doc, pos = min(pairs)
+                best = self._match(f"{self.n}-gram", doc, " ".join(self.words[doc][pos : pos + self.n]))
+        keys = [h for h in scan.kgrams if h in self.run_keys]
+        if keys:
+            ws = words() if callable(words) else words
+            at: dict[int, list[int]] = defaultdict(list)
+            for i, h in enumerate(map(hash, grams(ws, self.k))):
+                at[h].append(i)
+            items = []
+            for h in keys:
+                for doc, s, e in self.run_keys[h]:
+                    run = list(self.words[doc][s:e])
+                    if any(ws[i : i + e - s] == run for i in at.get(h, ())):
+                        items.append((doc, s, e))
+            if items:
+                found.update(d for d, _, _ in items)
+                if best is None:
+                    doc, s, e = min(items)
+                    best = self._match("item", doc, " ".join(self.words[doc][s:e]))
+        if best is not None:
+            return best, found
+        if scan.ngrams:
+            doc, pos = min(p for h in scan.ngrams for p in self.ngrams[h])
+            return self._match(TEMPLATE, doc, " ".join(self.words[doc][pos : pos + self.n])), found
+        return None, found
+
+    def _match(self, kind: str, doc: int, shared: str) -> Match:
+        return Match(kind, *self.docs[doc], doc, shared)
+
+    def overlap_tokens(self, words: list[str]) -> Match | None:
+        """The first overlap of already normalised ``words``: content, else template, else None."""
+        return self.classify(self.scan(words, count=False), words)[0]
 
     def find_tokens(self, words: list[str]) -> Match | None:
         """:meth:`find` on already normalised word tokens."""
-        if not words:
-            return None
-        doc = self.exact.get(hash(" ".join(words)))
-        if doc is not None:
-            return Match("exact", *self.docs[doc], doc)
-        grams = self.grams
-        n = self.n
-        for i in range(len(words) - n + 1):
-            doc = grams.get(hash(tuple(words[i : i + n])))
-            if doc is not None:
-                return Match(f"{n}-gram", *self.docs[doc], doc)
-        return None
+        m = self.overlap_tokens(words) if words else None
+        return m if m is not None and m.content else None
 
-    def matched_ids(self, words: list[str]) -> set[int]:
-        """Ids of every indexed example that ``words`` overlaps (exact or n-gram)."""
-        ids = set()
-        doc = self.exact.get(hash(" ".join(words))) if words else None
-        if doc is not None:
-            ids.add(doc)
-        grams, n = self.grams, self.n
-        for i in range(len(words) - n + 1):
-            doc = grams.get(hash(tuple(words[i : i + n])))
-            if doc is not None:
-                ids.add(doc)
-        return ids
+    def find(self, text: str) -> Match | None:
+        """The first content overlap of ``text`` with the index (exact, n-gram, item), or None."""
+        return self.find_tokens(tokens(text))
 
     def match(self, text: str) -> str | None:
-        """Why ``text`` is contaminated — ``"exact <set>/<task>"`` or ``"13-gram <set>/<task>"`` (just
-        ``"exact"`` / ``"13-gram"`` for an index of plain strings without a name) — or None."""
+        """Why ``text`` is contaminated — ``"exact <set>/<task>"``, ``"13-gram <set>/<task>"`` or ``"item
+        <set>/<task>"`` (just the kind for an index of plain strings without a name) — or None."""
         m = self.find(text)
         return None if m is None else str(m)
 
 
+def _runs(mark: bytearray) -> list[tuple[int, int]]:
+    """(start, end) of each maximal run of unmarked positions."""
+    out: list[tuple[int, int]] = []
+    start = None
+    for i, t in enumerate(mark):
+        if t:
+            if start is not None:
+                out.append((start, i))
+                start = None
+        elif start is None:
+            start = i
+    if start is not None:
+        out.append((start, len(mark)))
+    return out
+
+
 def build_index(
-    records: Iterable[Record] | Iterable[str],
+    records: Iterable[Any],
     n: int = DEFAULT_N,
     *,
     name: str = "",
     template_df: int | None = DEFAULT_TEMPLATE_DF,
+    k: int = DEFAULT_K,
+    min_item: int = DEFAULT_MIN_ITEM,
 ) -> DecontamIndex:
-    """An index over one evaluation set (use :meth:`DecontamIndex.add` for more)."""
-    return DecontamIndex(n, template_df).add(records, name)
+    """An index over one evaluation set (use :meth:`DecontamIndex.add` for more); templates from that set alone."""
+    return DecontamIndex(n, template_df, k=k, min_item=min_item).add(records, name)
+
+
+def _longest_shared(a: list[str], b: tuple[str, ...]) -> str:
+    m = SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
+    return " ".join(a[m.a : m.a + m.size])
+
+
+def _spread(rows: list[int], key: Callable[[int], int]) -> list[int]:
+    """``rows`` reordered so that the first row of each ``key`` comes first, then the second of each, …"""
+    seen: Counter[int] = Counter()
+    order = []
+    for i, row in enumerate(rows):
+        order.append((seen[key(row)], i, row))
+        seen[key(row)] += 1
+    return [row for _, _, row in sorted(order)]
+
+
+def _pick(found: dict[tuple[str, str], list[int]], limit: int, key: Callable[[int], int]) -> list[int]:
+    """Up to ``limit`` row indices, one per (set, task) in turn — and within a task one per evaluation example in
+    turn (``key``) — so that the examples cover every task."""
+    out: list[int] = []
+    lists = [_spread(found[k], key) for k in sorted(found)]
+    depth = 0
+    while len(out) < limit and any(depth < len(x) for x in lists):
+        out.extend(x[depth] for x in lists if depth < len(x))
+        depth += 1
+    return sorted(out[:limit])
 
 
 def decontaminate(
@@ -221,72 +499,138 @@ def decontaminate(
     eval_sets: dict[str, list[Any]],
     *,
     n: int = DEFAULT_N,
+    k: int = DEFAULT_K,
     template_df: int | None = DEFAULT_TEMPLATE_DF,
-    train_template_df: int | None = DEFAULT_TRAIN_TEMPLATE_DF,
+    template_train_df: int | None = DEFAULT_TEMPLATE_TRAIN_DF,
+    min_item: int = DEFAULT_MIN_ITEM,
+    remove_template: bool = False,
     max_examples: int = 20,
 ) -> tuple[list[Any], list[tuple[Any, Match]], dict[str, Any]]:
     """Split ``train_records`` into kept and removed (each removed item with its :class:`Match`).
 
-    ``report``: counts per reason, per evaluation set and task (a removed row counts once, under its first
-    match: exact before n-gram, sets in the given order), how many distinct evaluation examples any
-    training row overlaps (``eval_examples_found``, ``eval_fraction_found``: how much of each set the
-    training data held; an evaluation prompt repeated within its set counts once), and examples.
+    A row is removed when it holds an evaluation example's content (module docstring); a row with only a
+    template overlap is kept and counted, or removed too with ``remove_template``.  A row counts once, under its
+    first match (exact, n-gram, item, then template; sets in the given order).  ``report``: the settings, counts
+    per kind, per evaluation set and per task, how many distinct evaluation examples training rows hold the
+    content of (``eval_examples_found``, ``eval_fraction_found``) or share only instruction text with
+    (``eval_examples_template_only``), and up to ``max_examples`` examples of each kind of overlap (one per task
+    in turn) with the shared words.
     """
     train = list(train_records)
-    index = DecontamIndex(n, template_df)
+    index = DecontamIndex(n, template_df, k=k, template_train_df=template_train_df, min_item=min_item)
     sizes: dict[str, int] = {}
     for name, items in eval_sets.items():
         before = len(index)
         index.add(items, name)
         sizes[name] = len(index) - before
-
-    texts = [tokens(text_of(item)) for item in train]
-    train_ignored = 0
-    if train_template_df is not None:
-        df: Counter[int] = Counter()
-        grams = index.grams
-        for words in texts:
-            df.update(h for h in ngram_hashes(words, n) if h in grams)
-        train_ignored = index.ignore(h for h, c in df.items() if c > train_template_df)
+    scans = [index.scan(tokens(text_of(item))) for item in train]
+    index.build()
 
     kept: list[Any] = []
     removed: list[tuple[Any, Match]] = []
-    found_ids: set[int] = set()
-    for item, words in zip(train, texts, strict=True):
-        m = index.find_tokens(words)
+    content_found: set[int] = set()
+    template_seen: set[int] = set()  # n-gram hashes that training rows share with evaluation prompts
+    by_set: dict[str, dict[str, Any]] = {
+        name: {"content": Counter(), "template": Counter(), "by_kind": Counter()} for name in eval_sets
+    }
+    examples: dict[str, dict[tuple[str, str], list[int]]] = {
+        "content": defaultdict(list),
+        "template": defaultdict(list),
+    }
+    matches: dict[int, Match] = {}
+    ex_count: Counter[tuple[str, int]] = Counter()
+    template_by_train_task: Counter[str] = Counter()
+    for row, (item, scan) in enumerate(zip(train, scans, strict=True)):
+        m, docs = index.classify(scan, lambda item=item: tokens(text_of(item)))
+        template_seen.update(scan.ngrams)
         if m is None:
             kept.append(item)
-        else:
-            removed.append((item, m))
-            found_ids |= index.matched_ids(words)
-
-    by_set: dict[str, dict[str, Any]] = {
-        name: {"eval_examples": sizes[name], "train_removed": 0, "eval_examples_found": 0, "by_task": {}, "by_kind": {}}
-        for name in eval_sets
-    }
-    found: dict[str, set[int]] = {name: set() for name in eval_sets}
-    for doc in found_ids:
-        found[index.docs[doc][0]].add(doc)
-    for _, m in removed:
+            continue
+        content_found |= docs
+        side = "content" if m.content else "template"
         s = by_set[m.eval_set]
-        s["train_removed"] += 1
-        s["by_task"][m.task or "-"] = s["by_task"].get(m.task or "-", 0) + 1
-        s["by_kind"][m.kind] = s["by_kind"].get(m.kind, 0) + 1
+        s[side][m.task] += 1
+        if m.content:
+            s["by_kind"][m.kind] += 1
+        else:
+            template_by_train_task[_task_of(item) or "-"] += 1
+        if ex_count[side, m.eval_id] < 3:  # candidates for the examples: up to 3 per evaluation example
+            ex_count[side, m.eval_id] += 1
+            examples[side][(m.eval_set, m.task)].append(row)
+            matches[row] = m
+        if m.content or remove_template:
+            removed.append((item, m))
+        else:
+            kept.append(item)
+
+    template_docs = {doc for h in template_seen for doc, _ in index.ngrams[h]} - content_found
+    per_doc_task: dict[str, Counter[str]] = {name: Counter() for name in eval_sets}
+    found_task: dict[str, Counter[str]] = {name: Counter() for name in eval_sets}
+    tonly_task: dict[str, Counter[str]] = {name: Counter() for name in eval_sets}
+    for doc, (name, task) in enumerate(index.docs):
+        per_doc_task[name][task] += 1
+        if doc in content_found:
+            found_task[name][task] += 1
+        elif doc in template_docs:
+            tonly_task[name][task] += 1
+    sets_report: dict[str, dict[str, Any]] = {}
     for name, s in by_set.items():
-        s["eval_examples_found"] = len(found[name])
-        s["eval_fraction_found"] = round(len(found[name]) / s["eval_examples"], 4) if s["eval_examples"] else 0.0
-        s["by_task"] = dict(sorted(s["by_task"].items()))
+        size = sizes[name]
+        n_found, n_tonly = sum(found_task[name].values()), sum(tonly_task[name].values())
+        n_content, n_template = sum(s["content"].values()), sum(s["template"].values())
+        sets_report[name] = {
+            "eval_examples": size,
+            "train_removed": n_content + (n_template if remove_template else 0),
+            "train_content_overlap": n_content,
+            "train_template_overlap": n_template,
+            "by_kind": dict(sorted(s["by_kind"].items())),
+            "eval_examples_found": n_found,
+            "eval_fraction_found": round(n_found / size, 4) if size else 0.0,
+            "eval_examples_template_only": n_tonly,
+            "eval_fraction_template_only": round(n_tonly / size, 4) if size else 0.0,
+            "by_task": {
+                (task or "-"): {
+                    "eval_examples": per_doc_task[name][task],
+                    "eval_found": found_task[name][task],
+                    "eval_template_only": tonly_task[name][task],
+                    "train_content_overlap": s["content"][task],
+                    "train_template_overlap": s["template"][task],
+                }
+                for task in sorted(per_doc_task[name])
+            },
+        }
+
+    def example(row: int) -> dict[str, Any]:
+        m = matches[row]
+        words = tokens(text_of(train[row]))
+        return {
+            "match": str(m),
+            "shared": " ".join(words) if m.kind == "exact" else _longest_shared(words, index.words[m.eval_id]),
+            "train": text_of(train[row])[:400],
+            "eval": index.texts[m.eval_id][:400],
+        }
+
+    n_template = sum(sum(s["template"].values()) for s in by_set.values())
     report = {
         "n": n,
+        "k": k,
         "template_df": template_df,
-        "train_template_df": train_template_df,
-        "template_ngrams_ignored": {"eval_side": len(index.ignored) - train_ignored, "train_side": train_ignored},
+        "template_train_df": template_train_df,
+        "min_item": min_item,
+        "remove_template_overlap": remove_template,
+        "template_kgrams": index.template_kgrams,
         "train": len(train),
         "kept": len(kept),
         "removed": len(removed),
         "removed_by_kind": dict(Counter(m.kind for _, m in removed)),
-        "eval_sets": by_set,
-        "examples": [{"match": str(m), "text": text_of(item)[:200]} for item, m in removed[:max_examples]],
+        "content_overlap": sum(1 for _, m in removed if m.content),
+        "template_overlap": n_template,
+        "template_overlap_by_train_task": dict(sorted(template_by_train_task.items())),
+        "eval_sets": sets_report,
+        "examples": {
+            side: [example(r) for r in _pick(ex, max_examples, lambda r: matches[r].eval_id)]
+            for side, ex in examples.items()
+        },
     }
     return kept, removed, report
 

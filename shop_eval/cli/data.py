@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..decontam import DEFAULT_N, decontaminate, read_eval_prompts, read_train_rows
+from ..decontam import (
+    DEFAULT_K,
+    DEFAULT_MIN_ITEM,
+    DEFAULT_N,
+    DEFAULT_TEMPLATE_DF,
+    DEFAULT_TEMPLATE_TRAIN_DF,
+    decontaminate,
+    read_eval_prompts,
+    read_train_rows,
+)
 from ..errors import DataError, UsageError
 from ..io import Outputs
 from ..loaders import FORMATS, LoadResult, load_records
@@ -85,7 +94,19 @@ class DecontamOptions:
     out: str = option(help="kept training rows (.jsonl)")
     removed: str | None = option(None, help="also write the removed rows with their reason (.jsonl)")
     report: str | None = option(None, help="report JSON (default: OUT with .report.json)")
-    n: int = option(DEFAULT_N, help=f"n-gram length in words (default {DEFAULT_N})", flags=["-n"], type=int_in(1, 1000))
+    n: int = option(DEFAULT_N, help=f"words a shared content run needs (default {DEFAULT_N})", flags=["-n"],
+                    type=int_in(1, 1000))  # fmt: skip
+    min_item_words: int = option(DEFAULT_MIN_ITEM, help="a whole content run (title, query) of at least this many "
+                                 f"words found in a training row is an overlap (default {DEFAULT_MIN_ITEM})",
+                                 type=int_in(1, 1000))  # fmt: skip
+    template_words: int = option(DEFAULT_K, help=f"length of the word runs that tell template from content "
+                                 f"(default {DEFAULT_K})", type=int_in(1, 100))  # fmt: skip
+    template_eval_df: int = option(DEFAULT_TEMPLATE_DF, help="a run in this many prompts of one evaluation task is "
+                                   f"template (default {DEFAULT_TEMPLATE_DF})", type=int_in(2, 10**9))  # fmt: skip
+    template_train_df: int = option(DEFAULT_TEMPLATE_TRAIN_DF, help="a run in this many distinct training prompts "
+                                    f"is template (default {DEFAULT_TEMPLATE_TRAIN_DF})",
+                                    type=int_in(2, 10**9))  # fmt: skip
+    remove_template_overlap: bool = option(False, help="also remove rows that share only instruction text")
     format: str = option("auto", help="format of TRAIN when it is not chat/text JSONL", choices=FORMATS)
 
 
@@ -215,6 +236,10 @@ def _task_of(item: Any) -> str:
 
 
 def run_decontam(opts: DecontamOptions) -> int:
+    if opts.min_item_words < opts.template_words:
+        raise UsageError(
+            f"--min-item-words ({opts.min_item_words}) must be at least --template-words ({opts.template_words})"
+        )
     t0 = time.perf_counter()
     eval_paths = [s.partition("=")[2] if ("=" in s and not Path(s).exists()) else s for s in opts.evals]
     with Outputs(
@@ -227,14 +252,26 @@ def run_decontam(opts: DecontamOptions) -> int:
         if not train:
             raise DataError(opts.train, "", None, f"no training rows ({len(bad)} bad): nothing to decontaminate")
         eval_sets, eval_bad, _ = _eval_sets(opts.evals)
-        kept, removed, report = decontaminate(train, eval_sets, n=opts.n)
+        kept, removed, report = decontaminate(
+            train,
+            eval_sets,
+            n=opts.n,
+            k=opts.template_words,
+            template_df=opts.template_eval_df,
+            template_train_df=opts.template_train_df,
+            min_item=opts.min_item_words,
+            remove_template=opts.remove_template_overlap,
+        )
         if not kept:
             print(f"warning: every one of the {len(train)} training rows overlaps an evaluation set", file=sys.stderr)
         out.write_jsonl("out", kept)
         if "removed" in out:
             out.write_jsonl(
                 "removed",
-                ({"match": str(m), "row": it.model_dump() if hasattr(it, "model_dump") else it} for it, m in removed),
+                (
+                    {"match": str(m), "shared": m.shared, "row": it.model_dump() if hasattr(it, "model_dump") else it}
+                    for it, m in removed
+                ),
             )
         by_train_task: dict[str, int] = {}
         for item, _ in removed:
