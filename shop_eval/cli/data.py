@@ -148,8 +148,8 @@ def run_corpus(opts: CorpusOptions) -> int:
             seed=opts.seed,
         )
         if not rows:
-            missing = report.bad_rows and all("no text field" in b for b in report.bad_rows)
-            why = f" (no row has the text field(s) {', '.join(opts.text_fields)})" if missing else ""
+            missing = any("no text field" in b for b in report.bad_rows)
+            why = f" (no row has the field(s) --text-field {', '.join(opts.text_fields)})" if missing else ""
             raise DataError(", ".join(opts.inputs), "", None, f"the corpus keeps no text{why}: nothing written")
         out.write_jsonl("out", rows)
         rep = {"output": opts.out, **report.to_dict()}
