@@ -21,6 +21,7 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OF
 export PYTHONPATH=/tmp/site:$PWD/bench/stubs:$PWD
 TAG=${TAG:-h200}
 LOGS=/tmp/bench_logs/$TAG
+mkdir -p /tmp/bench_logs
 pack_logs() { mkdir -p "$LOGS"; tar czf "$OUT/train_logs_$TAG.tgz" -C "$LOGS" . 2>/dev/null; }
 for stage in "$@"; do
   echo "=== $stage $(date -u +%T)"
