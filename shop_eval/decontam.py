@@ -21,8 +21,9 @@ scripts written without spaces — Japanese, Chinese, Korean — every character
 * ``exact`` — its normalised prompt equals the evaluation prompt (whatever is template);
 * ``13-gram`` — it shares ``n`` (13, as GPT-3's and Llama 2's contamination studies) consecutive words that lie
   inside one content run (a review, a long title, an option list in another wording);
-* ``item`` — it contains a whole content run of at least ``min_item`` (6) words (a product title, query or
-  description shorter than ``n`` words, under another instruction).
+* ``item`` — it contains a whole content run of at least ``min_item`` (6) words that are not bare numbers (a
+  product title, query or description shorter than ``n`` words, under another instruction; a list of numeric
+  options is no item).
 
 A row that shares ``n`` consecutive words with an evaluation prompt but none of its content has a *template
 overlap*: it is kept unless ``remove_template`` is set, and reported apart.  ``eval_fraction_found`` is the share
@@ -344,7 +345,7 @@ class DecontamIndex:
                         hits = self.content_ngrams.setdefault(hash(words[pos : pos + n]), [])
                         if not hits or hits[-1][0] != doc:
                             hits.append((doc, pos))
-                    if e - s >= m:
+                    if e - s >= m and sum(not w.isdigit() for w in words[s:e]) >= m:
                         self.run_keys.setdefault(hash(words[s : s + k]), []).append((doc, s, e))
         self.template_kgrams = {"eval_side": len(eval_side), "train_side": len(train_side)}
         self._stale = False

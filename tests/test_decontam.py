@@ -72,12 +72,12 @@ def test_template_words_and_content_runs():
         "A product entitled '{}' exists on an online shopping website. Generate an adequate title for the product "
         "when it appears on a(n) German online shopping website.\nOutput: "
     )
-    titles = ["Red Kettle 1.7 L", "Blue Lamp Shade with Brass Base", "Oak Desk Organiser, 5 Slots"]
+    titles = ["Red Kettle 1.7 L", "Blue Lamp Shade with Brass Base", "Oak Desk Organiser, Four Slots"]
     index = build_index([rec(template.format(t), "mt") for t in titles], name="dev")
     assert [index.content_runs(i) for i in range(3)] == [
         ["red kettle 1 7 l"],
         ["blue lamp shade with brass base"],
-        ["oak desk organiser 5 slots"],
+        ["oak desk organiser four slots"],
     ]
     assert index.template_text(0) == (
         "a product entitled … exists on an online shopping website generate an adequate title for the product when "
@@ -88,11 +88,23 @@ def test_template_words_and_content_runs():
     # the 6-word title under another instruction: the whole content run is there
     assert index.match("Translate 'Blue Lamp Shade with Brass Base' into French.") == "item dev/mt"
     # a 5-word title is too short to identify an item (min_item 6) unless min_item allows it
-    assert index.match("Translate 'Oak Desk Organiser 5 Slots' into French.") is None
+    assert index.match("Translate 'Oak Desk Organiser Four Slots' into French.") is None
     short = build_index([rec(template.format(t), "mt") for t in titles], name="dev", min_item=5)
-    assert short.match("Translate 'Oak Desk Organiser 5 Slots' into French.") == "item dev/mt"
+    assert short.match("Translate 'Oak Desk Organiser Four Slots' into French.") == "item dev/mt"
     # a run must be there whole: a part of it is not the item
     assert index.match("Translate 'Blue Lamp Shade with Brass' into French.") is None
+
+
+def test_numbers_alone_are_no_item():
+    """Numeric options ("0. 12 1. 40 ...") form a content run of 7 words, but numbers do not identify an item."""
+    sums = [rec(f"Solve: {q}. Pick one option from the list\n{o}\nAnswer: ", "acr") for q, o in (
+        ("5 + 7", "0. 12\n1. 40\n2. 7\n3. 9"), ("8 * 5", "0. 3\n1. 11\n2. 25\n3. 40"))]  # fmt: skip
+    index = build_index(sums, name="dev")
+    assert index.content_runs(0) == ["5 7", "12 1 40 2 7 3 9"]
+    assert index.find("Which number is the largest?\n0. 12\n1. 40\n2. 7\n3. 9") is None
+    words = [rec(f"Solve: {q}. Pick one option from the list\n{o}\nAnswer: ", "w") for q, o in (
+        ("fruit", "0. red apple\n1. green pear\n2. ripe fig"), ("sky", "0. sky\n1. six\n2. ten"))]  # fmt: skip
+    assert build_index(words, name="dev").match("Fruit?\n0. red apple\n1. green pear\n2. ripe fig") == "item dev/w"
 
 
 def test_a_template_needs_two_prompts_of_one_task():
