@@ -21,9 +21,9 @@ scripts written without spaces — Japanese, Chinese, Korean — every character
 * ``exact`` — its normalised prompt equals the evaluation prompt (whatever is template);
 * ``13-gram`` — it shares ``n`` (13, as GPT-3's and Llama 2's contamination studies) consecutive words that lie
   inside one content run (a review, a long title, an option list in another wording);
-* ``item`` — it contains a whole content run of at least ``min_item`` (6) words that are not bare numbers (a
-  product title, query or description shorter than ``n`` words, under another instruction; a list of numeric
-  options is no item).
+* ``item`` — it contains a whole content run of at least ``min_item`` (6) words, at most half of them bare
+  numbers (a product title, query or description shorter than ``n`` words, under another instruction; a list
+  of numeric options is no item).
 
 A row that shares ``n`` consecutive words with an evaluation prompt but none of its content has a *template
 overlap*: it is kept unless ``remove_template`` is set, and reported apart.  ``eval_fraction_found`` is the share
@@ -48,10 +48,11 @@ import re
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import DataError
 from .io import iter_json_lines, read_text
@@ -152,14 +153,13 @@ class Match:
         return f"{self.kind} {self.where}".rstrip()
 
 
-@dataclass(frozen=True)
-class Scan:
+class Scan(NamedTuple):
     """What classifying one training prompt needs: the hash of the whole prompt and those of its ``k``- and
     ``n``-grams that occur in the evaluation prompts (``k``-grams: only those that can be content)."""
 
     exact: int
-    kgrams: frozenset[int]
-    ngrams: frozenset[int]
+    kgrams: AbstractSet[int]
+    ngrams: AbstractSet[int]
 
 
 _EMPTY: frozenset[int] = frozenset()
@@ -271,15 +271,16 @@ class DecontamIndex:
         nx = self._ngram_keys.intersection(map(hash, grams(words, n))) if len(words) >= n else _EMPTY
         if count and exact not in self._train_seen:
             self._train_seen.add(exact)
-            self.train_kdf.update(kx)
-            edges = self._edges
-            for j in range(1, min(k, len(words) + 1)):
-                if (h := hash(tuple(words[:j]))) in edges:
+            if kx:
+                self.train_kdf.update(kx)
+            edges, head, tail = self._edges, tuple(words[: k - 1]), tuple(words[1 - k :]) if k > 1 else ()
+            for j in range(1, len(head) + 1):
+                if (h := hash(head[:j])) in edges:
                     self.train_prefix[h] += 1
-                if (h := hash(tuple(words[-j:]))) in edges:
+                if (h := hash(tail[-j:])) in edges:
                     self.train_suffix[h] += 1
             self._stale = True
-        return Scan(exact, frozenset(kx) if kx else _EMPTY, frozenset(nx) if nx else _EMPTY)
+        return Scan(exact, kx or _EMPTY, nx or _EMPTY)
 
     def _prepare_scan(self) -> None:
         # the k-grams worth counting in training prompts (those that the evaluation side alone does not already
@@ -345,7 +346,7 @@ class DecontamIndex:
                         hits = self.content_ngrams.setdefault(hash(words[pos : pos + n]), [])
                         if not hits or hits[-1][0] != doc:
                             hits.append((doc, pos))
-                    if e - s >= m and sum(not w.isdigit() for w in words[s:e]) >= m:
+                    if e - s >= m and 2 * sum(not w.isdigit() for w in words[s:e]) >= e - s:
                         self.run_keys.setdefault(hash(words[s : s + k]), []).append((doc, s, e))
         self.template_kgrams = {"eval_side": len(eval_side), "train_side": len(train_side)}
         self._stale = False
@@ -412,7 +413,7 @@ class DecontamIndex:
         if best is not None:
             return best, found
         if scan.ngrams:
-            doc, pos = min(p for h in scan.ngrams for p in self.ngrams[h])
+            doc, pos = min(self.ngrams[h][0] for h in scan.ngrams)  # each list is in example order
             return self._match(TEMPLATE, doc, " ".join(self.words[doc][pos : pos + self.n])), found
         return None, found
 

@@ -30,6 +30,27 @@ from .resources import tasks_dir
 
 DEFAULT_TASKS = "shop_*"
 BACKENDS = ("hf", "vllm")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "half", "float")
+
+
+def batch_size(text: str) -> str:
+    """lm-eval's ``--batch_size``: a positive int, ``auto`` or ``auto:N``."""
+    import argparse
+
+    head, _, n = text.partition(":")
+    if (text.isdigit() and int(text) > 0) or (head == "auto" and (not n or (n.isdigit() and int(n) > 0))):
+        return text
+    raise argparse.ArgumentTypeError(f"expected a positive whole number, auto or auto:N, got {text!r}")
+
+
+def limit(text: str) -> float:
+    """lm-eval's ``--limit``: a fraction of the docs (0 < x <= 1) or a whole number of docs."""
+    import argparse
+
+    v = float_in(0, lo_open=True)(text)
+    if v > 1 and v != int(v):
+        raise argparse.ArgumentTypeError(f"expected a fraction 0 < x <= 1 or a whole number of docs, got {text!r}")
+    return v
 
 
 @dataclass
@@ -46,11 +67,9 @@ class EvalSpec:
     name: str | None = None
     chat_template: bool = option(False, help="pass --apply_chat_template")
     system_instruction: bool = False
-    batch_size: str | None = option(None, help="default: auto on GPU, 8 on CPU")
-    dtype: str | None = option(None, help="default: bfloat16 (hf on GPU), float32 (CPU), auto (vllm)")
-    limit: float | None = option(
-        None, help="lm-eval --limit (rows per task, or a fraction)", type=float_in(0, lo_open=True)
-    )
+    batch_size: str | None = option(None, help="default: auto on GPU, 8 on CPU", type=batch_size)
+    dtype: str | None = option(None, help="default: bfloat16 (hf on GPU), float32 (CPU), auto (vllm)", choices=DTYPES)
+    limit: float | None = option(None, help="lm-eval --limit (docs per task, or a fraction 0 < x <= 1)", type=limit)
     data: str | None = option(
         None, help=f"data file/folder for the tasks (sets {DATA_ENV}; default: the shipped sample)"
     )
@@ -99,6 +118,17 @@ def validate(spec: EvalSpec) -> None:
     """Options that cannot work together (a :class:`UsageError` naming them)."""
     if not spec.model:
         raise UsageError("MODEL is required (a local model folder or a hub id)")
+    patterns = [p.strip() for p in spec.tasks.split(",")]
+    if not all(patterns):
+        raise UsageError(f"--tasks {spec.tasks!r}: an empty task name")
+    import fnmatch
+
+    from .resources import task_names
+
+    known = task_names()
+    for pat in patterns:
+        if not any(fnmatch.fnmatchcase(n, pat) for n in known):
+            raise UsageError(f"--tasks: no shop task or group matches {pat!r} (shop-eval tasks ls lists them)")
     if spec.backend not in BACKENDS:
         raise UsageError(f"unknown backend {spec.backend!r} (hf or vllm)")
     if spec.num_gpus < 0:
@@ -148,8 +178,9 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def check_paths(spec: EvalSpec) -> None:
-    """Before a run: a local model (adapter) must be a folder with a ``config.json`` (``adapter_config.json``);
-    a name that is not a local path must look like a hub id, and the hub must be reachable (not offline)."""
+    """Before a run: a local model (adapter) must be a saved model — a folder with a ``config.json``
+    (``adapter_config.json``) holding a JSON object, weights, and (a model) a tokenizer; a name that is not a local
+    path must look like a hub id, and the hub must be reachable (not offline)."""
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     for label, value, marker in (
         ("--model", spec.model, "config.json"),
@@ -161,8 +192,7 @@ def check_paths(spec: EvalSpec) -> None:
         if p.exists():
             if not p.is_dir():
                 raise UsageError(f"{label} {value}: expected a model folder, got a file")
-            if not (p / marker).is_file():
-                raise UsageError(f"{label} {value}: no {marker} in this folder (not a saved model)")
+            _check_model_folder(label, p, marker)
             continue
         if not _HUB_ID.match(value) or value.startswith((".", "/", "~")):
             raise UsageError(f"{label} {value}: no such folder")
@@ -199,6 +229,32 @@ def absent_tasks(spec: EvalSpec) -> list[str]:
     if len(absent) == len(tasks):
         raise UsageError(f"the data has no rows for any selected task ({', '.join(absent)}): nothing to evaluate")
     return absent
+
+
+def _check_model_folder(label: str, p: Path, marker: str) -> None:
+    """A saved model (adapter): its config is a JSON object, and it holds weights (a model: and a tokenizer)."""
+    import json
+
+    cfg = p / marker
+    if not cfg.is_file():
+        raise UsageError(f"{label} {p}: no {marker} in this folder (not a saved model)")
+    try:
+        ok = isinstance(json.loads(cfg.read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        raise UsageError(f"{label} {p}: {marker} is not a JSON object")
+    if not any(p.glob("*.safetensors")) and not any(p.glob("*.bin")) and not any(p.glob("*.safetensors.index.json")):
+        raise UsageError(f"{label} {p}: no weights (*.safetensors or *.bin) in this folder")
+    tokenizer = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
+    if marker == "config.json" and not any((p / t).is_file() for t in tokenizer):
+        raise UsageError(f"{label} {p}: no tokenizer ({', '.join(tokenizer)}) in this folder")
+
+
+def check_output(spec: EvalSpec) -> None:
+    out = spec.output
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise UsageError(f"--output {out}: is a file; lm-eval writes its results into a folder")
 
 
 def run_command(spec: EvalSpec) -> int:

@@ -39,6 +39,18 @@ def _step(what: str, path: str | os.PathLike) -> None:
 # --------------------------------------------------------------------------- reading
 
 
+def missing_message(p: Path) -> str:
+    """Why ``p`` cannot be opened though it may exist as a name: a symlink loop, a dangling link, or no file."""
+    if p.is_symlink():
+        try:
+            p.resolve(strict=True)
+        except RuntimeError:
+            return "a symlink loop"
+        except OSError:
+            return f"a dangling symlink (to {os.readlink(p)})"
+    return "no such file or folder"
+
+
 def read_bytes(path: str | os.PathLike) -> bytes:
     """The file's bytes; a folder, a missing or unreadable file is a :class:`DataError` naming it."""
     p = Path(path)
@@ -48,7 +60,7 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     except IsADirectoryError:
         raise DataError(str(p), "", None, "is a folder, expected a file") from None
     except FileNotFoundError:
-        raise DataError(str(p), "", None, "no such file") from None
+        raise DataError(str(p), "", None, missing_message(p)) from None
     except PermissionError:
         raise DataError(str(p), "", None, "permission denied") from None
     except OSError as exc:
@@ -216,6 +228,8 @@ def check_output_path(path: str | os.PathLike, option: str = "") -> Path:
         raise OutputError(f"{label}: {exc.strerror or exc}") from None
     if real.is_dir():
         raise OutputError(f"{label}: is a folder, expected a file path")
+    if real.exists() and not real.is_file():
+        raise OutputError(f"{label}: is not a regular file (a device, FIFO or socket): write to a file")
     parent = real.parent
     while not parent.exists():
         if parent.parent == parent:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .records import Record
+from .errors import DataError
+from .records import Record, make_record
 
 DOC_FIELDS = (
     "input_field",
@@ -41,19 +42,18 @@ def record_to_doc(r: Record, row: int = 0, origin: str = "", labels: list[str] |
     }
 
 
-def doc_to_record(doc: dict) -> Record:
-    """The :class:`Record` a doc (or a logged sample's ``doc``) was made from."""
-    return Record.model_validate(
-        {
-            "input_field": doc["input_field"],
-            "output_field": json.loads(doc["output_field_json"]),
-            "task_name": doc["task_name"],
-            "task_type": doc["task_type"],
-            "metric": doc["metric"],
-            "track": doc["track"],
-            "is_multiple_choice": bool(doc["is_multiple_choice"]),
-        }
-    )
+def doc_to_record(doc: dict, source: str = "doc", where: str = "") -> Record:
+    """The :class:`Record` a doc (or a logged sample's ``doc``) was made from; a bad doc is a :class:`DataError`
+    naming its place and field."""
+    try:
+        truth = json.loads(doc["output_field_json"])
+    except KeyError as exc:
+        raise DataError(source, where, str(exc.args[0]), "missing in the doc") from None
+    except (TypeError, ValueError):
+        raise DataError(source, where, "output_field_json", "not JSON") from None
+    fields = {k: doc.get(k) for k in ("input_field", "task_name", "task_type", "metric", "track", "is_multiple_choice")}
+    return make_record({**fields, "output_field": truth, "is_multiple_choice": bool(fields["is_multiple_choice"])},
+                       source, where)  # fmt: skip
 
 
 def dataset_features():

@@ -40,7 +40,7 @@ from typing import Any
 
 from . import shoppingmmlu, task_types
 from .errors import DataError
-from .io import iter_json_array, iter_json_lines, json_kind, read_text
+from .io import iter_json_array, iter_json_lines, json_kind, missing_message, read_text
 from .records import Record, make_record
 
 FORMATS = ("auto", "shopbench", "ec-guide", "alpaca", "shoppingmmlu")
@@ -291,7 +291,7 @@ def load_records(path: str | Path, fmt: str = "auto", skip_invalid: bool = False
     """Load a file or a folder of files in any supported format (see module docstring)."""
     path = Path(path)
     if not path.exists():
-        raise DataError(str(path), "", None, "no such file or folder")
+        raise DataError(str(path), "", None, missing_message(path))
     if fmt not in FORMATS:
         raise DataError(str(path), "", None, f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
     if path.is_dir() and (fmt == "shoppingmmlu" or (fmt == "auto" and shoppingmmlu.is_shoppingmmlu_folder(path))):

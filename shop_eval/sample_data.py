@@ -14,12 +14,11 @@ from its phrases).  Everything is a pure function of ``seed``.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from .io import write_jsonl
+from .io import Outputs
 from .records import Record
 
 # --------------------------------------------------------------------------- the catalogue
@@ -357,10 +356,6 @@ def build_sample_data(out_dir: str | Path, seed: int = 0, preset: str = "demo", 
     overlap = {r["input_field"] for r in train} & {r["input_field"] for r in test}
     if overlap:  # cannot happen: products are disjoint and every prompt names its products
         raise AssertionError(f"{len(overlap)} prompts in both splits")
-    write_jsonl(out / "corpus.jsonl", ({"text": t} for t in corpus))
-    write_jsonl(out / "train.jsonl", train)
-    write_jsonl(out / "test.jsonl", test)
-    write_jsonl(out / "sft_train.jsonl", (to_chat(r) for r in train))
     info = {
         "seed": seed,
         "preset": preset,
@@ -372,5 +367,11 @@ def build_sample_data(out_dir: str | Path, seed: int = 0, preset: str = "demo", 
         "test": len(test),
         "task_names": TASK_NAMES,
     }
-    (out / "sample_data.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    names = ("corpus", "train", "test", "sft_train", "sample_data")
+    with Outputs(**{n: out / f"{n}.{'json' if n == 'sample_data' else 'jsonl'}" for n in names}) as o:
+        o.write_jsonl("corpus", ({"text": t} for t in corpus))
+        o.write_jsonl("train", train)
+        o.write_jsonl("test", test)
+        o.write_jsonl("sft_train", (to_chat(r) for r in train))
+        o.write_json("sample_data", info)
     return info

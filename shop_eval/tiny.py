@@ -133,7 +133,9 @@ def pretrain(model, tokenizer, texts: list[str], *, steps: int, batch_size: int,
         ids += tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     n_blocks = len(ids) // seq_len
     if n_blocks < 1:
-        raise ValueError(f"corpus too small: {len(ids)} tokens for blocks of {seq_len}")
+        from .errors import UsageError
+
+        raise UsageError(f"--corpus is too small: {len(ids)} tokens, a pretraining block needs {seq_len}")
     data = torch.tensor(ids[: n_blocks * seq_len]).view(n_blocks, seq_len)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
@@ -184,6 +186,19 @@ def build_tiny_model(
         torch.set_num_threads(before)
 
 
+def read_corpus(path: str | os.PathLike) -> list[str]:
+    """The ``{"text": ...}`` rows of a corpus JSON Lines file; bad rows are a located error."""
+    from .errors import DataError
+    from .io import read_json_lines
+
+    texts = []
+    for where, obj in read_json_lines(path):
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+            raise DataError(str(path), where, "text", "expected an object with a string 'text'")
+        texts.append(obj["text"])
+    return texts
+
+
 def _build(out_dir, seed: int, quick: bool, corpus) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -195,7 +210,7 @@ def _build(out_dir, seed: int, quick: bool, corpus) -> Path:
     if corpus is None:
         texts = default_corpus(seed, quick)
     elif isinstance(corpus, (str, os.PathLike)):
-        texts = [json.loads(line)["text"] for line in Path(corpus).read_text(encoding="utf-8").splitlines() if line]
+        texts = read_corpus(corpus)
     else:
         texts = list(corpus)
     _set_seed(seed)

@@ -96,7 +96,8 @@ def test_template_words_and_content_runs():
 
 
 def test_numbers_alone_are_no_item():
-    """Numeric options ("0. 12 1. 40 ...") form a content run of 7 words, but numbers do not identify an item."""
+    """Numeric options ("0. 12 1. 40 ...") form a content run of 7 words, but a run mostly of numbers does not
+    identify an item; a title with a model number and a year does."""
     sums = [rec(f"Solve: {q}. Pick one option from the list\n{o}\nAnswer: ", "acr") for q, o in (
         ("5 + 7", "0. 12\n1. 40\n2. 7\n3. 9"), ("8 * 5", "0. 3\n1. 11\n2. 25\n3. 40"))]  # fmt: skip
     index = build_index(sums, name="dev")
@@ -105,6 +106,10 @@ def test_numbers_alone_are_no_item():
     words = [rec(f"Solve: {q}. Pick one option from the list\n{o}\nAnswer: ", "w") for q, o in (
         ("fruit", "0. red apple\n1. green pear\n2. ripe fig"), ("sky", "0. sky\n1. six\n2. ten"))]  # fmt: skip
     assert build_index(words, name="dev").match("Fruit?\n0. red apple\n1. green pear\n2. ripe fig") == "item dev/w"
+    title = "Hotwheels Pop Culture 2013 Popeye 52 Chevy 1:64"  # 9 words, 4 of them numbers
+    index = build_index([rec(f"Query: {title}\nOutput: ", "ner"), rec("Query: lego set\nOutput: ", "ner")], name="dev")
+    assert index.content_runs(0) == [normalize(title)]
+    assert index.match(f"Is '{title}' a toy? Answer yes or no.") == "item dev/ner"
 
 
 def test_a_template_needs_two_prompts_of_one_task():

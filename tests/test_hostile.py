@@ -213,6 +213,16 @@ BAD_RUNS = [
     ("corpus/out is the input", lambda e: ["data", "corpus", FIX / "corpus_products.jsonl", "--out",
                                            FIX / "corpus_products.jsonl"], "is an input"),
     ("recipes/cp over a file", lambda e: ["recipes", "cp", "sft.yml", e["score"][0]], "exists"),
+    ("score/out is a FIFO", lambda e: ["score", KIT, KIT_RESP, "--out", _fifo(e["tmp"] / "fifo")], "not a regular file"),
+    ("convert/output is a FIFO", lambda e: ["convert", KIT, _fifo(e["tmp"] / "fifo")], "not a regular file"),
+    ("score/empty predictions", lambda e: ["score", KIT, _write(e["tmp"] / "p.jsonl", ""), "--out", e["score"][0]],
+     "no predictions"),
+    ("score/predictions a number", lambda e: ["score", KIT, _write(e["tmp"] / "p.jsonl", "42\n"), "--out",
+                                              e["score"][0]], "line 1"),
+    ("leaderboard/a bogus task type in a sample", lambda e: ["leaderboard", _bogus_run(e), "--out", e["board"][0]],
+     "task_type"),
+    ("tiny-model/corpus not UTF-8", lambda e: ["tiny-model", e["tmp"] / "tm", "--quick", "--corpus",
+                                               _write(e["tmp"] / "c.jsonl", b'{"text": "\xff"}\n')], "not UTF-8"),
     # --- options that cannot work (argparse's one-line usage error, exit 2)
     ("sft/--val-fraction 2", lambda e: ["data", "sft", FIX / "ec_guide_style", "--out", e["tmp"] / "sft",
                                         "--val-fraction", "2"], None),
@@ -230,9 +240,46 @@ BAD_RUNS = [
     ("eval/--tensor-parallel-size 0", lambda e: ["eval", "--model", "m", "--backend", "vllm", "--num-gpus", "2",
                                                  "--tensor-parallel-size", "0", "--dry-run"], None),
     ("eval/--num-gpus -1", lambda e: ["eval", "--model", "m", "--num-gpus", "-1", "--dry-run"], None),
+    ("eval/--batch-size 0", lambda e: ["eval", "--model", "m", "--batch-size", "0", "--dry-run"], None),
+    ("eval/--dtype bogus", lambda e: ["eval", "--model", "m", "--dtype", "bogus", "--dry-run"], None),
+    ("eval/--limit 1.5", lambda e: ["eval", "--model", "m", "--limit", "1.5", "--dry-run"], None),
+    ("eval/--tasks of no shop task", lambda e: ["eval", "--model", "m", "--tasks", "nope_task", "--dry-run"], "nope_task"),
+    ("eval/--output a file", lambda e: ["eval", "--model", "m", "--output", e["score"][0], "--dry-run"], "is a file"),
+    ("eval/a config that is no JSON", lambda e: ["eval", "--model", _model_dir(e["tmp"] / "mdl", "{"), "--limit", "1"],
+     "not a JSON object"),
+    ("eval/a model without weights", lambda e: ["eval", "--model", _model_dir(e["tmp"] / "mdl", "{}"), "--limit", "1"],
+     "no weights"),
+    ("leaderboard/--names twice the same", lambda e: ["leaderboard", e["run"], e["run"], "--out", e["board"][0],
+                                                      "--names", "a,a"], None),
     ("eval/a missing local model", lambda e: ["eval", "--model", e["tmp"] / "no-model", "--limit", "1"], "no such folder"),
     ("eval/a folder that is no model", lambda e: ["eval", "--model", e["tmp"], "--limit", "1"], "config.json"),
 ]  # fmt: skip
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _model_dir(path: Path, config: str) -> Path:
+    path.mkdir()
+    (path / "config.json").write_text(config)
+    return path
+
+
+def _bogus_run(e) -> Path:
+    """A copy of the good lm-eval run whose first sample names a task type that does not exist."""
+    folder = e["tmp"] / "bogus"
+    folder.mkdir()
+    for f in e["run"].parent.iterdir():
+        text = f.read_text()
+        if f.name.startswith("samples_"):
+            first, _, rest = text.partition("\n")
+            row = json.loads(first)
+            row["doc"]["task_type"] = "bogus"
+            text = json.dumps(row) + "\n" + rest
+        (folder / f.name).write_text(text)
+    return folder / e["run"].name
 
 
 def _link(tmp: Path, target: Path) -> Path:
@@ -274,8 +321,9 @@ MC = "Q\n0. a\n1. b\n2. c\nAnswer: "
             {"input_field": "1. a\n2. b", "output_field": [1, 5], "task_type": "retrieval", "metric": "hit rate@3"},
             "[5]",
         ),
-        ({"input_field": "r", "output_field": [1, float("inf")], "task_type": "ranking", "metric": "ndcg"}, "finite"),
-        ({"input_field": "r", "output_field": [1, 1e308], "task_type": "ranking", "metric": "ndcg"}, "finite"),
+        ({"input_field": "r", "output_field": [1, float("inf")], "task_type": "ranking", "metric": "ndcg"}, "0 <= w"),
+        ({"input_field": "r", "output_field": [1, 1e308], "task_type": "ranking", "metric": "ndcg"}, "0 <= w"),
+        ({"input_field": "r", "output_field": [0.1, -1, 0], "task_type": "ranking", "metric": "ndcg"}, "0 <= w"),
     ],
 )
 def test_truths_that_would_score_wrongly_are_rejected(tmp_path, capsys, row, needle):
@@ -500,6 +548,17 @@ def test_a_leaderboard_of_an_empty_samples_file_is_marked_not_ranked(env, capsys
     assert not m["lm_eval_agreement"]["ok"] and "samples file holds 0" in m["lm_eval_agreement"]["problems"][0]
     assert board["comparable"]["lm_eval_agreement"] is False
     assert "**Warning:**" in (env["tmp"] / "lb2.md").read_text()
+
+
+def test_ctrl_c_while_the_parser_is_built_is_130_too(capsys, monkeypatch):
+    import shop_eval.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    rc, err = _run(capsys, ["score", KIT, "truth", "--out", "x.json"])
+    assert rc == 130 and "interrupted" in err and "Traceback" not in err
 
 
 def test_unwritable_output_folder_is_refused_before_any_work(capsys, tmp_path, monkeypatch):

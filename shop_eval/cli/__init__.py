@@ -64,14 +64,17 @@ def _sigterm(signum, frame):
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    parser = build_parser()
+    with contextlib.suppress(ValueError):  # not the main thread: nothing to install
+        signal.signal(signal.SIGTERM, _sigterm)
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2), already printed
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    except KeyboardInterrupt:
+        print("interrupted (nothing was written)", file=sys.stderr)
+        return 130
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    with contextlib.suppress(ValueError):  # not the main thread: nothing to install
-        signal.signal(signal.SIGTERM, _sigterm)
     try:
         opts = from_namespace(args._options, args)
         return int(args._run(opts) or 0)
@@ -101,5 +104,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The ``shop-eval`` console script: :func:`main`, then a signal that comes while the process exits (the run's
+    outputs are complete by then) cannot turn its exit code into a crash."""
+    rc = main()
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -7,7 +7,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..eval_launch import EvalSpec, absent_tasks, build_command, check_paths, format_command, run_command
+from ..eval_launch import (
+    EvalSpec,
+    absent_tasks,
+    build_command,
+    check_output,
+    check_paths,
+    format_command,
+    run_command,
+)
 from ..eval_launch import __doc__ as LAUNCH_DOC
 from .args import add_options
 
@@ -26,8 +34,9 @@ def register(sub) -> None:
 def run(spec: EvalSpec) -> int:
     spec = dataclasses.replace(spec, extra=list(spec.extra or []))
     cmd, env = build_command(spec)
+    check_output(spec)
     print(format_command(cmd, env), flush=True)
-    if spec.dry_run:
+    if spec.dry_run:  # a command for another machine: its model paths are not checked here
         return 0
     check_paths(spec)
     for name in absent_tasks(spec):

@@ -20,6 +20,8 @@ def _names(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",")]
     if not all(names):
         raise argparse.ArgumentTypeError("expected comma-separated, non-empty names")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"each model needs its own name, got {text!r}")
     return names
 
 

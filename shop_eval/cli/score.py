@@ -92,8 +92,11 @@ def run(opts: ScoreOptions) -> int:
             progress=sys.stderr.isatty(),
             per_example=per_example,
         )
+        scored_types = {records[i].task_type for i in idx}
+        not_evaluated = sorted({r.task_type for r in records} - scored_types)
         result.info = {
             "data": {"path": str(opts.data), **loaded.report()},
+            "not_evaluated_task_types": not_evaluated,
             "predictions": list(opts.predictions),
             "seconds": {"load": round(t_load, 3), "total": round(time.perf_counter() - t0, 3)},
         }
@@ -146,8 +149,13 @@ def print_table(result: ScoreResult, console=None) -> None:
     add("all-around (mean of tracks)", "", [result.protocols[p].mean_of_tracks for p in names], style="bold")
     add("kit overall (mean of tasks)", "", [result.protocols[p].mean_of_tasks for p in names], style="bold")
     console.print(table)
-    absent = [t for t, c in first.task_types.items() if c.absent]
+    not_evaluated = result.info.get("not_evaluated_task_types") or []
+    absent = [t for t, c in first.task_types.items() if c.absent and t not in not_evaluated]
     if absent:
         console.print(f"absent task types (no rows in the data, n = 0): {', '.join(absent)}")
+    if not_evaluated:
+        console.print(
+            f"[yellow]not evaluated (in the data, but no predictions for their rows): {', '.join(not_evaluated)}[/]"
+        )
     for m, why in result.unavailable_metrics.items():
         console.print(f"[yellow]unscored metric {m}: {why}[/]")

@@ -124,10 +124,7 @@ def _read_family(paths: list[Path]) -> tuple[list[tuple[str, Any, str]], dict[st
             continue
         if s.doc.get("labels"):
             labels.setdefault(s.doc.get("task_name", ""), list(s.doc["labels"]))
-        try:
-            rows.append((s.source, doc_to_record(s.doc), s.response))
-        except Exception as exc:  # noqa: BLE001 - a malformed doc, named with its place
-            raise DataError(s.source, s.where, "doc", f"not a shop task sample: {exc}") from None
+        rows.append((s.source, doc_to_record(s.doc, s.source, s.where), s.response))
     return rows, labels
 
 
@@ -194,6 +191,8 @@ def collect_run(results_path: str | Path, name: str | None = None) -> ModelRun:
             mine = [(r, x) for src, r, x in rows if src in t.samples]
             diffs += _check_task(tname, t, mine, protocols, labels, problems)
     run.data_hash = next(iter(hashes)) if len(hashes) == 1 else (sorted(hashes) or None)
+    if not diffs and not problems:
+        problems.append("nothing checked: no samples (run lm-eval with --log_samples)")
     run.agreement = {
         "checked": len(diffs),
         "max_abs_diff": max(diffs) if diffs else None,

@@ -152,7 +152,7 @@ def table_runs(board: Board) -> list[str]:
 def render_markdown(board: Board) -> str:
     lines = ["# Leaderboard", ""]
     lines.append(
-        "Scores in [0, 1] ± standard error. Protocols: `official` (the KDD Cup kit's parsers and metrics), `flexible` "
+        "Scores ± standard error, in [0, 1] (the authors' NDCG can exceed 1 on repeated indices). Protocols: `official` (the KDD Cup kit's parsers and metrics), `flexible` "
         "(a robust extractor on the same responses), `shoppingmmlu` (the Shopping MMLU authors' scorer). A task "
         "type's score is the mean over its task names; *all-around* is the mean of the track (skill) scores, *kit "
         "overall* the mean over all task names (the kit's printed Overall Score); *absent*: no rows of that type in "

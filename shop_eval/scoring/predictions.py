@@ -40,6 +40,11 @@ def _from_jsonl(path: Path, text: str, loaded: LoadResult) -> tuple[list[int], l
     source = str(path)
     records = loaded.records
     lines = list(iter_json_lines(text, source))
+    if not lines:
+        raise DataError(source, "", None, "no predictions (an empty file)")
+    where0, first = lines[0]
+    if not isinstance(first, (dict, DataError)):
+        raise DataError(source, where0, None, f"expected an object with a 'response', got {type(first).__name__}")
     total = loaded.rows_read
     if total is None:
         raise DataError(

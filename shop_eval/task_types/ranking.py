@@ -8,7 +8,7 @@ from typing import Any
 from ..prompt_options import parse_options
 from . import Extraction, TaskType, _text, digits_list, register
 
-#: |weight| bound: the gain 2**w - 1 must stay a finite float
+#: weight bound: the gain 2**w - 1 must stay a finite float (and a relevance is never negative)
 MAX_WEIGHT = 1000
 #: the most candidates an ordering may name when its prompt lists none
 MAX_CANDIDATES = 1000
@@ -31,7 +31,7 @@ def ranking_order(weights: list[float]) -> list[int]:
 
 
 def _is_weight(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= MAX_WEIGHT
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= MAX_WEIGHT
 
 
 @register
@@ -47,7 +47,7 @@ class Ranking(TaskType):
 
     def truth_error(self, truth: Any, metric: str, prompt: str | None = None) -> str | None:
         if not isinstance(truth, list) or not truth or not all(_is_weight(x) for x in truth):
-            return f"expected a non-empty list of finite relevance weights (|w| <= {MAX_WEIGHT}), got {truth!r:.60}"
+            return f"expected a non-empty list of relevance weights 0 <= w <= {MAX_WEIGHT}, got {truth!r:.60}"
         return None
 
     def format_answer(self, truth: Any) -> str:
