@@ -8,7 +8,7 @@ bench/axolotl_plugin.py took that into account reported the peak since the last 
 ``memory/max_allocated (GiB)`` values give the true peak.
 
     python bench/collect_results.py train --main D2/train_h100.json --levers D3/train_levers_h100.json \
-        --logs D2 D3 --out bench/results/train_h100.json     (D2, D3: the folders the device calls returned)
+        --logs D2 D3 --out bench/results/train_h100.json     (D2, D3: the folders of the runs' files)
     python bench/collect_results.py eval --runs D4/eval_h100.json D5/eval_h100b.json \
         --headline ours_stop:defaults_stop --out bench/results/eval_h100.json
 """

