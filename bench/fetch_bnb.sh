@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bitsandbytes for the QLoRA measurement (recipes/qlora.yml: NF4 base, paged 8-bit AdamW) on the GPU machine.
 # The PyPI wheel (43 MB) holds one native library per CUDA/ROCm/XPU version; this keeps only the CUDA 13.x
-# and CPU libraries (the GPU machine's torch is built for CUDA 13.0) and rewrites the wheel's RECORD to match: .whl/bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl
-# (about 3 MB).  Installed beside the other wheels, it shadows bench/stubs/bitsandbytes.
+# and CPU libraries (the GPU machine's torch is built for CUDA 13.0) and rewrites the wheel's RECORD to match:
+# .whl/bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl (7 MB).  Installed beside the other wheels, it shadows bench/stubs/bitsandbytes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PIP=${PIP:-python3 -m pip}
