@@ -5,6 +5,10 @@ CPU, one GPU or N GPUs.  ``make eval MODEL=... [ADAPTER=...] [NUM_GPUS=N] [EVAL_
   ``--num-gpus N > 1`` data-parallel, one full model copy per GPU:
   ``accelerate launch --multi_gpu --num_processes N -m lm_eval --model hf ...``.
   A LoRA adapter is passed as ``peft=ADAPTER`` in ``--model_args``.
+* ``--backend hf-fast``: the same model, prompts, adapters and chat templates as ``hf`` and the same greedy
+  responses, decoded on a static KV cache replayed as one CUDA graph per step (:mod:`shop_eval.hf_fast`):
+  ``python -m shop_eval.hf_fast --model hf-fast ...`` (that module registers the class with lm-eval and runs
+  lm-eval's command line); batch 64 unless ``--batch-size`` says otherwise.  The one to pick on a GPU.
 * ``--backend vllm``: ``lm_eval --model vllm`` with ``tensor_parallel_size`` x ``data_parallel_size`` =
   N (default: data-parallel, tensor_parallel_size 1 — a 9B model fits on one GPU); a LoRA adapter is
   passed as ``lora_local_path`` (vLLM serves it on top of the base model, ``max_lora_rank`` must cover
@@ -29,7 +33,11 @@ from .options import float_in, int_in, nonempty, option
 from .resources import tasks_dir
 
 DEFAULT_TASKS = "shop_*"
-BACKENDS = ("hf", "vllm")
+BACKENDS = ("hf", "hf-fast", "vllm")
+#: the lm-eval backends built on its hf model (one copy per process; hf-fast: shop_eval.hf_fast)
+HF_BACKENDS = ("hf", "hf-fast")
+#: hf-fast sizes its static KV cache by the batch: lm-eval's "auto" probe does not count it
+HF_FAST_BATCH = "64"
 DTYPES = ("auto", "float32", "bfloat16", "float16", "half", "float")
 
 
@@ -93,7 +101,7 @@ def run_name(spec: EvalSpec) -> str:
 def _model_args(spec: EvalSpec) -> str:
     gpu = spec.num_gpus > 0
     args = [f"pretrained={spec.model}"]
-    if spec.backend == "hf":
+    if spec.backend in HF_BACKENDS:
         if spec.adapter:
             args.append(f"peft={spec.adapter}")
         args.append(f"dtype={spec.dtype or ('bfloat16' if gpu else 'float32')}")
@@ -130,7 +138,7 @@ def validate(spec: EvalSpec) -> None:
         if not any(fnmatch.fnmatchcase(n, pat) for n in known):
             raise UsageError(f"--tasks: no shop task or group matches {pat!r} (shop-eval tasks ls lists them)")
     if spec.backend not in BACKENDS:
-        raise UsageError(f"unknown backend {spec.backend!r} (hf or vllm)")
+        raise UsageError(f"unknown backend {spec.backend!r} (one of {', '.join(BACKENDS)})")
     if spec.num_gpus < 0:
         raise UsageError("NUM_GPUS must be >= 0")
     if spec.backend == "vllm":
@@ -140,25 +148,28 @@ def validate(spec: EvalSpec) -> None:
         if tp < 1 or spec.num_gpus % tp:
             raise UsageError(f"--tensor-parallel-size {tp} must divide NUM_GPUS {spec.num_gpus}")
     elif spec.tensor_parallel_size not in (None, 1):
-        raise UsageError("--tensor-parallel-size is a vllm option; hf runs one model copy per GPU")
+        raise UsageError(f"--tensor-parallel-size is a vllm option; {spec.backend} runs one model copy per GPU")
 
 
 def build_command(spec: EvalSpec) -> tuple[list[str], dict[str, str]]:
     """The argv to run and the environment variables it needs (beyond the caller's)."""
     validate(spec)
     out = spec.output or str(Path("runs") / "eval" / run_name(spec))
-    if spec.backend == "hf" and spec.num_gpus > 1:
-        launcher = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(spec.num_gpus), "-m", "lm_eval"]
+    # hf-fast registers its model class with lm-eval first: its module runs lm-eval's own command line
+    module = "shop_eval.hf_fast" if spec.backend == "hf-fast" else "lm_eval"
+    if spec.backend in HF_BACKENDS and spec.num_gpus > 1:
+        launcher = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(spec.num_gpus), "-m", module]
     else:
-        launcher = ["lm_eval"]
+        launcher = ["lm_eval"] if module == "lm_eval" else ["python", "-m", module]
     cmd = [*launcher, "--model", spec.backend, "--model_args", _model_args(spec)]
     cmd += ["--include_path", spec.include_path or str(tasks_dir()), "--tasks", spec.tasks]
-    if spec.backend == "hf":
+    if spec.backend in HF_BACKENDS:
         if spec.num_gpus == 0:
             cmd += ["--device", "cpu"]
         elif spec.num_gpus == 1:
             cmd += ["--device", "cuda:0"]
-    cmd += ["--batch_size", spec.batch_size or ("auto" if spec.num_gpus else "8")]
+    default_batch = (HF_FAST_BATCH if spec.backend == "hf-fast" else "auto") if spec.num_gpus else "8"
+    cmd += ["--batch_size", spec.batch_size or default_batch]
     if spec.chat_template:
         cmd += ["--apply_chat_template"]
     if spec.limit is not None:

@@ -117,3 +117,15 @@ def test_make_eval_builds_the_two_gpu_command():
     assert "data_parallel_size=2" in out.stdout and "--model vllm" in out.stdout
     out = _make_eval()
     assert out.returncode != 0 and "MODEL" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(("gpus", "launcher"), [(1, ["python", "-m", "shop_eval.hf_fast"]),
+                                                (2, ["accelerate", "launch", "--multi_gpu", "--num_processes", "2",
+                                                     "-m", "shop_eval.hf_fast"])])  # fmt: skip
+def test_hf_fast_runs_lm_eval_through_its_module(gpus, launcher):
+    cmd, _ = build_command(EvalSpec(model="/m/Yi-9B", adapter="lo", backend="hf-fast", num_gpus=gpus))
+    i = cmd.index("--model")
+    assert cmd[:i] == launcher and cmd[i + 1] == "hf-fast"
+    assert _model_args(cmd) == {"pretrained": "/m/Yi-9B", "peft": "lo", "dtype": "bfloat16"}
+    assert _opt(cmd, "--batch_size") == "64"  # its static cache is sized by the batch: no "auto" probe
+    assert ("--device" in cmd) == (gpus == 1)
