@@ -189,6 +189,35 @@ class _Slot:
         self.graph_failed = False
 
 
+class _StopWatch:
+    """lm-eval's stop sequences (beyond the EOS text, which the EOS ids cover), its rule: one tracker per sequence
+    over each row's last len+2 new tokens; the batch ends when one tracker has every row."""
+
+    def __init__(self, tokenizer, stop: list[str], eos: list[int], batch: int, exact_tail: bool):
+        eos_texts = {tokenizer.decode([e], skip_special_tokens=False) for e in eos}
+        # with token-level post-processing (a thinking-end token) the whole tail matters: watch the EOS text too
+        self.watch = [s for s in stop if s and (exact_tail or s not in eos_texts)]
+        self.lookback = {s: len(tokenizer.encode(s, add_special_tokens=False)) + 2 for s in self.watch}
+        self.trackers = {s: [False] * batch for s in self.watch}
+        self.tokenizer = tokenizer
+        self.cols: list = []
+
+    def add(self, column) -> bool:
+        """Take one new token per row; True once a stop sequence has ended every row."""
+        if not self.watch:
+            return False
+        self.cols.append(column.cpu())
+        gen = torch.stack(self.cols, dim=1)
+        for s, done in self.trackers.items():
+            rows = [i for i, d in enumerate(done) if not d]
+            if not rows:
+                continue
+            texts = self.tokenizer.batch_decode(gen[rows, -self.lookback[s] :].tolist())
+            for i, text in zip(rows, texts, strict=True):
+                done[i] = s in text
+        return any(all(done) for done in self.trackers.values())
+
+
 @register_model(MODEL_NAME)
 class FastHFLM(HFLM):
     """lm-eval's ``hf`` model with a CUDA-graph greedy decoding loop (module docstring)."""
@@ -435,29 +464,76 @@ class FastHFLM(HFLM):
             return context
         if attention_mask is None:
             attention_mask = torch.ones_like(context)
-        use_graph = self.cuda_graphs and self.device.type == "cuda"
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
-
         slot = self._get_slot(batch, prompt_len + max_new, eos, pad) if max_new > 1 else None
-        capture_s = 0.0
-        if slot is not None and use_graph and slot.graph is None and not slot.graph_failed:
-            try:
-                capture_s = self._capture(slot)
-            except Exception as exc:  # noqa: BLE001 - an architecture the graph cannot capture: run eagerly
-                slot.graph_failed = True
-                self.capture_errors.append(repr(exc)[:500])
-                log.warning("hf-fast: CUDA-graph capture failed (%r); decoding without graphs", exc)
-                torch.cuda.synchronize()
+        capture_s = self._ensure_graph(slot) if slot is not None else 0.0
 
-        # prefill: the call generate makes (position ids from the mask, dynamic cache, last logits only), for
-        # rows of similar length together (each chunk only as wide as its longest prompt), or the whole batch
         t0 = time.perf_counter()
         position_ids = attention_mask.long().cumsum(-1) - 1
         position_ids = position_ids.masked_fill(attention_mask == 0, 0)
-        lengths = attention_mask.sum(-1).tolist()
+        last, kv = self._prefill(context, attention_mask, position_ids)
+        first = self._greedy_token(last, torch.zeros((1,), dtype=torch.long, device=context.device))
+        del last
+        eos_t = torch.tensor(eos or [-1], dtype=torch.long, device=context.device)
+        unfinished = ~(first[:, None] == eos_t[None, :]).any(dim=1) if eos else torch.ones_like(first, dtype=torch.bool)
+
+        if slot is None:  # one new token: the prefill is the whole generation
+            sync()
+            self.stats.append(
+                GenerateStats(
+                    batch, prompt_len, 1, max_new, time.perf_counter() - t0, 0.0, capture_s, 0, False, "fast", len(kv)
+                )
+            )
+            return torch.cat([context, first[:, None]], dim=1)
+
+        n_chunks = len(kv)
+        self._load_slot(slot, kv, attention_mask, position_ids, first, unfinished, pad)
+        del kv
+        sync()
+        prefill_s = time.perf_counter() - t0
+
+        stops = _StopWatch(self.tokenizer, stop, eos, batch, exact_tail=self.think_end_token is not None)
+        t1 = time.perf_counter()
+        produced = 1
+        finished = (not bool(unfinished.any()) if eos else False) or stops.add(first)
+        while produced < max_new and not finished:
+            if slot.graph is not None:
+                slot.graph.replay()
+            else:
+                self._step(slot)
+            produced += 1
+            finished = bool(slot.all_done) or stops.add(slot.out[:, produced - 1])
+        sync()
+        self.stats.append(
+            GenerateStats(
+                batch, prompt_len, produced, max_new, prefill_s, time.perf_counter() - t1, capture_s, slot.length,
+                slot.graph is not None, "fast", n_chunks,
+            )
+        )  # fmt: skip
+        return torch.cat([context, slot.out[:, :produced]], dim=1)
+
+    def _ensure_graph(self, slot) -> float:
+        """Capture the slot's decode step as a CUDA graph once (seconds spent); an architecture the graph cannot
+        capture decodes eagerly instead."""
+        if not (self.cuda_graphs and self.device.type == "cuda") or slot.graph is not None or slot.graph_failed:
+            return 0.0
+        try:
+            return self._capture(slot)
+        except Exception as exc:  # noqa: BLE001 - an architecture the graph cannot capture: run eagerly
+            slot.graph_failed = True
+            self.capture_errors.append(repr(exc)[:500])
+            log.warning("hf-fast: CUDA-graph capture failed (%r); decoding without graphs", exc)
+            torch.cuda.synchronize()
+            return 0.0
+
+    def _prefill(self, context, attention_mask, position_ids):
+        """The call generate makes (position ids from the mask, dynamic cache, last logits only), for rows of
+        similar length together (each chunk only as wide as its longest prompt), or the whole batch.  Returns the
+        last logits of every row and ``(rows, width, cache)`` per chunk."""
+        batch, prompt_len = context.shape
         last = None
         kv: list[tuple[list[int], int, DynamicCache]] = []
-        for rows, width in self._prefill_chunks(lengths, prompt_len):
+        for rows, width in self._prefill_chunks(attention_mask.sum(-1).tolist(), prompt_len):
             idx = torch.tensor(rows, device=context.device) if len(rows) < batch else None
             ids = context[:, prompt_len - width :] if idx is None else context[idx, prompt_len - width :]
             m = attention_mask[:, prompt_len - width :] if idx is None else attention_mask[idx, prompt_len - width :]
@@ -475,27 +551,15 @@ class FastHFLM(HFLM):
                     last = logits.new_empty((batch, logits.shape[-1]))
                 last[idx] = logits
             kv.append((rows, width, dyn))
-        step0 = torch.zeros((1,), dtype=torch.long, device=context.device)
-        first = self._greedy_token(last, step0)
-        del last
-        eos_t = torch.tensor(eos or [-1], dtype=torch.long, device=context.device)
-        unfinished = ~(first[:, None] == eos_t[None, :]).any(dim=1) if eos else torch.ones_like(first, dtype=torch.bool)
+        return last, kv
 
-        if slot is None:  # one new token: the prefill is the whole generation
-            sync()
-            self.stats.append(
-                GenerateStats(
-                    batch, prompt_len, 1, max_new, time.perf_counter() - t0, 0.0, capture_s, 0, False, "fast", len(kv)
-                )
-            )
-            return torch.cat([context, first[:, None]], dim=1)
-
-        n_chunks = len(kv)
-        # the prefill's keys/values into the static cache (each row at the slots generate's cache has it in:
-        # left-padded to the batch's prompt length), the step's state
+    def _load_slot(self, slot, kv, attention_mask, position_ids, first, unfinished, pad) -> None:
+        """The prefill's keys/values into the static cache (each row at the slots generate's cache has it in:
+        left-padded to the batch's prompt length), and the decode step's state."""
+        batch, prompt_len = attention_mask.shape
         slot.cache.reset()
         for rows, width, dyn in kv:
-            idx = torch.tensor(rows, device=context.device) if len(rows) < batch else None
+            idx = torch.tensor(rows, device=attention_mask.device) if len(rows) < batch else None
             for static_layer, layer in zip(slot.cache.layers, dyn.layers, strict=True):
                 if idx is None:
                     static_layer.keys[:, :, prompt_len - width : prompt_len].copy_(layer.keys)
@@ -505,7 +569,6 @@ class FastHFLM(HFLM):
                     static_layer.values[idx, :, prompt_len - width : prompt_len] = layer.values
         for static_layer in slot.cache.layers:
             static_layer.cumulative_length.fill_(prompt_len)
-        del kv
         slot.mask.fill_(slot.masked)
         slot.mask[:, 0, 0, :prompt_len].masked_fill_(attention_mask.bool(), 0.0)
         slot.tok.copy_(first[:, None])
@@ -515,60 +578,6 @@ class FastHFLM(HFLM):
         slot.out.fill_(pad)
         slot.out[:, 0] = first
         slot.unfinished.copy_(unfinished)
-        sync()
-        prefill_s = time.perf_counter() - t0
-
-        # lm-eval's stop sequences (beyond the EOS text, which the EOS ids cover): its rule, one tracker per
-        # sequence over each row's last len+2 new tokens; the batch ends when one tracker has every row
-        eos_texts = {self.tokenizer.decode([e], skip_special_tokens=False) for e in eos}
-        exact_tail = self.think_end_token is not None  # token-level post-processing sees the whole tail
-        watch = [s for s in stop if s and (exact_tail or s not in eos_texts)]
-        lookback = {s: len(self.tokenizer.encode(s, add_special_tokens=False)) + 2 for s in watch}
-        trackers = {s: [False] * batch for s in watch}
-        new_cols: list[torch.Tensor] = [first.cpu()] if watch else []
-
-        def strings_done() -> bool:
-            if not watch:
-                return False
-            gen = torch.stack(new_cols, dim=1)
-            for s, done in trackers.items():
-                rows = [i for i, d in enumerate(done) if not d]
-                if not rows:
-                    continue
-                texts = self.tokenizer.batch_decode(gen[rows, -lookback[s] :].tolist())
-                for i, text in zip(rows, texts, strict=True):
-                    done[i] = s in text
-            return any(all(done) for done in trackers.values())
-
-        t1 = time.perf_counter()
-        produced = 1
-        finished = (not bool(unfinished.any()) if eos else False) or strings_done()
-        while produced < max_new and not finished:
-            if slot.graph is not None:
-                slot.graph.replay()
-            else:
-                self._step(slot)
-            produced += 1
-            if watch:
-                new_cols.append(slot.out[:, produced - 1].cpu())
-            finished = bool(slot.all_done) or strings_done()
-        sync()
-        self.stats.append(
-            GenerateStats(
-                batch,
-                prompt_len,
-                produced,
-                max_new,
-                prefill_s,
-                time.perf_counter() - t1,
-                capture_s,
-                slot.length,
-                slot.graph is not None,
-                "fast",
-                n_chunks,
-            )
-        )
-        return torch.cat([context, slot.out[:, :produced]], dim=1)
 
     def stats_summary(self) -> list[dict]:
         return [asdict(s) for s in self.stats]
