@@ -51,12 +51,8 @@ from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from difflib import SequenceMatcher
-from pathlib import Path
 from typing import Any, NamedTuple
 
-from .errors import DataError
-from .io import iter_json_lines, read_text
-from .loaders import load_records
 from .records import Record
 
 DEFAULT_N = 13
@@ -527,83 +523,18 @@ def decontaminate(
         sizes[name] = len(index) - before
     scans = [index.scan(tokens(text_of(item))) for item in train]
     index.build()
-
+    tally = _Tally(eval_sets)
     kept: list[Any] = []
     removed: list[tuple[Any, Match]] = []
-    content_found: set[int] = set()
-    template_seen: set[int] = set()  # n-gram hashes that training rows share with evaluation prompts
-    by_set: dict[str, dict[str, Any]] = {
-        name: {"content": Counter(), "template": Counter(), "by_kind": Counter()} for name in eval_sets
-    }
-    examples: dict[str, dict[tuple[str, str], list[int]]] = {
-        "content": defaultdict(list),
-        "template": defaultdict(list),
-    }
-    matches: dict[int, Match] = {}
-    ex_count: Counter[tuple[str, int]] = Counter()
-    template_by_train_task: Counter[str] = Counter()
     for row, (item, scan) in enumerate(zip(train, scans, strict=True)):
-        m, docs = index.classify(scan, lambda item=item: tokens(text_of(item)))
-        template_seen.update(scan.ngrams)
-        if m is None:
-            kept.append(item)
-            continue
-        content_found |= docs
-        side = "content" if m.content else "template"
-        s = by_set[m.eval_set]
-        s[side][m.task] += 1
-        if m.content:
-            s["by_kind"][m.kind] += 1
-        else:
-            template_by_train_task[_task_of(item) or "-"] += 1
-        if ex_count[side, m.eval_id] < 3:  # candidates for the examples: up to 3 per evaluation example
-            ex_count[side, m.eval_id] += 1
-            examples[side][(m.eval_set, m.task)].append(row)
-            matches[row] = m
-        if m.content or remove_template:
+        m = tally.add(index, row, item, scan)
+        if m is not None and (m.content or remove_template):
             removed.append((item, m))
         else:
             kept.append(item)
 
-    template_docs = {doc for h in template_seen for doc, _ in index.ngrams[h]} - content_found
-    per_doc_task: dict[str, Counter[str]] = {name: Counter() for name in eval_sets}
-    found_task: dict[str, Counter[str]] = {name: Counter() for name in eval_sets}
-    tonly_task: dict[str, Counter[str]] = {name: Counter() for name in eval_sets}
-    for doc, (name, task) in enumerate(index.docs):
-        per_doc_task[name][task] += 1
-        if doc in content_found:
-            found_task[name][task] += 1
-        elif doc in template_docs:
-            tonly_task[name][task] += 1
-    sets_report: dict[str, dict[str, Any]] = {}
-    for name, s in by_set.items():
-        size = sizes[name]
-        n_found, n_tonly = sum(found_task[name].values()), sum(tonly_task[name].values())
-        n_content, n_template = sum(s["content"].values()), sum(s["template"].values())
-        sets_report[name] = {
-            "eval_examples": size,
-            "train_removed": n_content + (n_template if remove_template else 0),
-            "train_content_overlap": n_content,
-            "train_template_overlap": n_template,
-            "by_kind": dict(sorted(s["by_kind"].items())),
-            "eval_examples_found": n_found,
-            "eval_fraction_found": round(n_found / size, 4) if size else 0.0,
-            "eval_examples_template_only": n_tonly,
-            "eval_fraction_template_only": round(n_tonly / size, 4) if size else 0.0,
-            "by_task": {
-                (task or "-"): {
-                    "eval_examples": per_doc_task[name][task],
-                    "eval_found": found_task[name][task],
-                    "eval_template_only": tonly_task[name][task],
-                    "train_content_overlap": s["content"][task],
-                    "train_template_overlap": s["template"][task],
-                }
-                for task in sorted(per_doc_task[name])
-            },
-        }
-
     def example(row: int) -> dict[str, Any]:
-        m = matches[row]
+        m = tally.matches[row]
         words = tokens(text_of(train[row]))
         return {
             "match": str(m),
@@ -612,7 +543,6 @@ def decontaminate(
             "eval": index.texts[m.eval_id][:400],
         }
 
-    n_template = sum(sum(s["template"].values()) for s in by_set.values())
     report = {
         "n": n,
         "k": k,
@@ -626,67 +556,91 @@ def decontaminate(
         "removed": len(removed),
         "removed_by_kind": dict(Counter(m.kind for _, m in removed)),
         "content_overlap": sum(1 for _, m in removed if m.content),
-        "template_overlap": n_template,
-        "template_overlap_by_train_task": dict(sorted(template_by_train_task.items())),
-        "eval_sets": sets_report,
+        "template_overlap": sum(sum(s["template"].values()) for s in tally.by_set.values()),
+        "template_overlap_by_train_task": dict(sorted(tally.template_by_train_task.items())),
+        "eval_sets": tally.sets_report(index, sizes, remove_template),
         "examples": {
-            side: [example(r) for r in _pick(ex, max_examples, lambda r: matches[r].eval_id)]
-            for side, ex in examples.items()
+            side: [example(r) for r in _pick(ex, max_examples, lambda r: tally.matches[r].eval_id)]
+            for side, ex in tally.examples.items()
         },
     }
     return kept, removed, report
 
 
-# --------------------------------------------------------------------------- reading the sets
+class _Tally:
+    """What :func:`decontaminate` counts while it classifies the training rows."""
 
+    def __init__(self, eval_sets: dict[str, list[Any]]):
+        self.names = list(eval_sets)
+        self.content_found: set[int] = set()
+        self.template_seen: set[int] = set()  # n-gram hashes that training rows share with evaluation prompts
+        self.by_set: dict[str, dict[str, Counter]] = {
+            name: {"content": Counter(), "template": Counter(), "by_kind": Counter()} for name in eval_sets
+        }
+        self.examples: dict[str, dict[tuple[str, str], list[int]]] = {
+            "content": defaultdict(list),
+            "template": defaultdict(list),
+        }
+        self.matches: dict[int, Match] = {}
+        self.ex_count: Counter[tuple[str, int]] = Counter()
+        self.template_by_train_task: Counter[str] = Counter()
 
-def read_train_rows(path: str, fmt: str) -> tuple[list[Any], list[str], str]:
-    """Training rows: raw dicts for chat/text JSONL (written back unchanged), else validated Records."""
-    p = Path(path)
-    if p.is_file() and p.suffix == ".jsonl":
-        first = next(iter_json_lines(read_text(p), str(p)), (None, {}))[1]
-        head = first if isinstance(first, dict) else {}
-        if isinstance(head, dict) and ("messages" in head or ("text" in head and "input_field" not in head)):
-            from .data.corpus import CorpusReport, iter_rows
+    def add(self, index: DecontamIndex, row: int, item: Any, scan) -> Match | None:
+        """Classify one training row; its match (None: no overlap)."""
+        m, docs = index.classify(scan, lambda: tokens(text_of(item)))
+        self.template_seen.update(scan.ngrams)
+        if m is None:
+            return None
+        self.content_found |= docs
+        side = "content" if m.content else "template"
+        s = self.by_set[m.eval_set]
+        s[side][m.task] += 1
+        if m.content:
+            s["by_kind"][m.kind] += 1
+        else:
+            self.template_by_train_task[_task_of(item) or "-"] += 1
+        if self.ex_count[side, m.eval_id] < 3:  # candidates for the examples: up to 3 per evaluation example
+            self.ex_count[side, m.eval_id] += 1
+            self.examples[side][(m.eval_set, m.task)].append(row)
+            self.matches[row] = m
+        return m
 
-            rep = CorpusReport()
-            rows: list[Any] = []
-            for where, obj in iter_rows(p, rep):
-                if isinstance(obj, dict) and ("messages" in obj or "text" in obj):
-                    rows.append(obj)
-                else:
-                    rep.bad_rows.append(f"{where}: expected an object with 'messages' or 'text'")
-            return rows, rep.bad_rows, "rows"
-    res = load_records(p, fmt, skip_invalid=True)
-    return res.records, [str(e) for e in res.skipped], "records"
-
-
-def read_eval_prompts(path: str | Path) -> tuple[list[dict[str, str]], list[str]]:
-    """Every prompt of an evaluation set, whatever its truths look like (a row with an unreadable truth
-    is still a prompt the model must not have trained on): ``{"text", "task_name"}`` per row, from
-    ShopBench / EC-Guide / alpaca / chat rows; the task is the row's ``task_name`` or the file's path."""
-    from .data.corpus import CorpusReport, iter_rows
-
-    root = Path(path)
-    files = (
-        sorted(f for f in root.rglob("*") if f.suffix in (".json", ".jsonl") and f.is_file())
-        if root.is_dir()
-        else [root]
-    )
-    if not root.exists():
-        raise DataError(str(path), "", None, "no such file or folder")
-    if not files:
-        raise DataError(str(path), "", None, "a folder without .json/.jsonl files")
-    rep = CorpusReport()
-    rows: list[dict[str, str]] = []
-    for f in files:
-        task = f.relative_to(root).with_suffix("").as_posix() if root.is_dir() else f.stem
-        for where, obj in iter_rows(f, rep):
-            try:
-                text = text_of(obj)
-            except TypeError:
-                rep.bad_rows.append(f"{where}: no prompt (input_field, instruction, messages or text)")
-                continue
-            name = obj["task_name"] if isinstance(obj, dict) and isinstance(obj.get("task_name"), str) else task
-            rows.append({"input_field": text, "task_name": name})
-    return rows, rep.bad_rows
+    def sets_report(self, index: DecontamIndex, sizes: dict[str, int], remove_template: bool) -> dict[str, Any]:
+        """Per evaluation set: rows removed / overlapping, and the evaluation examples found or only templated."""
+        template_docs = {doc for h in self.template_seen for doc, _ in index.ngrams[h]} - self.content_found
+        per_doc_task: dict[str, Counter[str]] = {name: Counter() for name in self.names}
+        found_task: dict[str, Counter[str]] = {name: Counter() for name in self.names}
+        tonly_task: dict[str, Counter[str]] = {name: Counter() for name in self.names}
+        for doc, (name, task) in enumerate(index.docs):
+            per_doc_task[name][task] += 1
+            if doc in self.content_found:
+                found_task[name][task] += 1
+            elif doc in template_docs:
+                tonly_task[name][task] += 1
+        out: dict[str, dict[str, Any]] = {}
+        for name, s in self.by_set.items():
+            size = sizes[name]
+            n_found, n_tonly = sum(found_task[name].values()), sum(tonly_task[name].values())
+            n_content, n_template = sum(s["content"].values()), sum(s["template"].values())
+            out[name] = {
+                "eval_examples": size,
+                "train_removed": n_content + (n_template if remove_template else 0),
+                "train_content_overlap": n_content,
+                "train_template_overlap": n_template,
+                "by_kind": dict(sorted(s["by_kind"].items())),
+                "eval_examples_found": n_found,
+                "eval_fraction_found": round(n_found / size, 4) if size else 0.0,
+                "eval_examples_template_only": n_tonly,
+                "eval_fraction_template_only": round(n_tonly / size, 4) if size else 0.0,
+                "by_task": {
+                    (task or "-"): {
+                        "eval_examples": per_doc_task[name][task],
+                        "eval_found": found_task[name][task],
+                        "eval_template_only": tonly_task[name][task],
+                        "train_content_overlap": s["content"][task],
+                        "train_template_overlap": s["template"][task],
+                    }
+                    for task in sorted(per_doc_task[name])
+                },
+            }
+        return out

@@ -373,7 +373,7 @@ def test_fixture_options_remove_template_overlap_and_plain_13grams(fixture_sft, 
     report = json.loads((tmp_path / "c.report.json").read_text())
     assert (report["kept"], report["removed"], report["removed_by_kind"]["template"]) == (3, 18, 11)
     assert report["eval_sets"]["dev"]["eval_fraction_found"] == 0.6364
-    from shop_eval.decontam import read_eval_prompts, read_train_rows
+    from shop_eval.data.readers import read_eval_prompts, read_train_rows
 
     train = read_train_rows(str(fixture_sft), "auto")[0]
     evals = read_eval_prompts(FIX / "eval.jsonl")[0]

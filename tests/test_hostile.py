@@ -381,7 +381,7 @@ READERS = {
 
 
 def _other_readers(path: Path):
-    from shop_eval.decontam import read_eval_prompts, read_train_rows
+    from shop_eval.data.readers import read_eval_prompts, read_train_rows
     from shop_eval.leaderboard import collect_run
     from shop_eval.scoring.predictions import read_predictions
     from shop_eval.scoring.samples import read_samples

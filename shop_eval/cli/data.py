@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.readers import read_eval_prompts, read_train_rows
 from ..decontam import (
     DEFAULT_K,
     DEFAULT_MIN_ITEM,
@@ -26,8 +27,6 @@ from ..decontam import (
     DEFAULT_TEMPLATE_DF,
     DEFAULT_TEMPLATE_TRAIN_DF,
     decontaminate,
-    read_eval_prompts,
-    read_train_rows,
 )
 from ..errors import DataError, UsageError
 from ..io import Outputs
