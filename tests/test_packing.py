@@ -64,3 +64,9 @@ def clean_env():
             del manager.plugins[name]
     os.environ.clear()
     os.environ.update(saved)
+    # axolotl's load_cfg starts colorama, whose exit hook would write to pytest's closed capture stream
+    import atexit
+
+    import colorama.initialise
+
+    atexit.unregister(colorama.initialise.reset_all)
