@@ -88,8 +88,8 @@ def _docs(path: str, fmt: str, skip_invalid: bool, stamp: float) -> tuple[dict, 
 
 
 def load_docs(
-    task_type: str | None,
-    default_data: str | os.PathLike | None,
+    task_type: str | None = None,
+    default_data: str | os.PathLike | None = None,
     data: str | None = None,
     data_format: str | None = None,
     skip_invalid: Any = None,
@@ -121,23 +121,17 @@ def load_docs(
     return docs
 
 
-def load_dataset(
-    task_type: str | None = None,
-    default_data: str | os.PathLike | None = None,
-    data: str | None = None,
-    data_format: str | None = None,
-    skip_invalid: Any = None,
-    track: str | None = None,
-    env: str = DATA_ENV,
-    task: str | None = None,
-    skill: int | None = None,
-    **_metadata: Any,
-):
-    """lm-eval ``custom_dataset``: a ``DatasetDict`` with one ``test`` split.  lm-eval passes the task's
-    ``metadata`` (which includes ``--model_args`` and ``--metadata``) and ``dataset_kwargs`` as keywords."""
+def load_dataset(**kwargs: Any):
+    """lm-eval ``custom_dataset``: a ``DatasetDict`` with one ``test`` split of :func:`load_docs`'s docs.  lm-eval
+    passes the task's ``metadata`` (which includes ``--model_args`` and ``--metadata``) and ``dataset_kwargs`` as
+    keywords; the ones :func:`load_docs` does not take are ignored."""
+    import inspect
+
     import datasets
 
-    docs = load_docs(task_type, default_data, data, data_format, skip_invalid, track, env, task, skill)
+    params = inspect.signature(load_docs).parameters
+    task_type = kwargs.get("task_type")
+    docs = load_docs(**{k: v for k, v in kwargs.items() if k in params})
     if not docs:
         docs = absent_docs(task_type)
     columns = {k: [d[k] for d in docs] for k in dataset_features()}
