@@ -564,26 +564,39 @@ def test_partial_row_from_a_cut_off_log():
 
 def test_committed_recipe_rows_are_the_recipes_as_committed_now():
     """Each recipe run in the committed results ran the recipe as it is now: its recorded config equals the
-    committed recipe with the run's own change (RUNS) and the bench's recorded overrides applied."""
+    committed recipe with the run's own change (RUNS) and the bench's recorded overrides applied.  A row that
+    ran an earlier version says how that version differed (``recipe_then``); a headline row of such a run
+    names the results file that measured the recipe as committed (``superseded_by``)."""
     import yaml
 
-    path = REPO / "bench" / "results" / "train_h200.json"
-    res = json.loads(path.read_text())
+    results = REPO / "bench" / "results"
     local = {"base_model", "datasets", "test_datasets", "output_dir", "dataset_prepared_path", "plugins"}
 
     def norm(d):
         return {k: v for k, v in d.items() if k not in local and v not in (None, False)}
 
-    checked = 0
-    for name, row in res["paths"].items():
-        if row.get("kind") != "recipe" or "config" not in row:
-            continue
-        run = tt.RUNS[row["run"]]
-        recipe = yaml.safe_load((REPO / run.recipe).read_text())
-        want = tt.axolotl_config(recipe, {**row["bench_overrides"], **run.overrides})
-        assert norm(row["config"]) == norm(want), name
-        checked += 1
-    assert checked >= 8
+    def check(name):
+        res = json.loads((results / name).read_text())
+        current = set()
+        for key, row in res["paths"].items():
+            if row.get("kind") != "recipe" or "config" not in row:
+                continue
+            run = tt.RUNS[row["run"]]
+            recipe = yaml.safe_load((REPO / run.recipe).read_text()) | row.get("recipe_then", {})
+            want = tt.axolotl_config(recipe, {**row["bench_overrides"], **run.overrides})
+            assert norm(row["config"]) == norm(want), (name, key)
+            if "recipe_then" not in row:
+                current.add(key)
+        return res, current
+
+    res, current = check("train_h200.json")
+    assert len(current) >= 6
     for h in res["headline"]:
         assert h["recipe"] in ("recipes/sft.yml", "recipes/cpt.yml", "recipes/sft-80gb.yml", "recipes/cpt-80gb.yml",
                                "recipes/qlora.yml")  # fmt: skip
+        if h["run"] in current or "config" not in res["paths"][h["run"]]:
+            assert "superseded_by" not in h
+            continue
+        later, later_current = check(h["superseded_by"])
+        (row,) = [r for r in later["headline"] if r["recipe"] == h["recipe"]]
+        assert row["run"] in later_current and row["cap_enforced"] and row["peak_reserved_gib"] <= row["memory_cap_gib"]
