@@ -397,3 +397,18 @@ def test_cli_min_item_below_template_words_is_a_usage_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--min-item-words (4) must be at least --template-words (5)" in err and "Traceback" not in err
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_cli_two_eval_sets_with_one_name_are_a_usage_error(tmp_path, capsys):
+    other = tmp_path / "b"
+    other.mkdir()
+    (other / "eval.jsonl").write_bytes((FIX / "eval.jsonl").read_bytes())
+    out = tmp_path / "o.jsonl"
+    argv = ["data", "decontam", str(FIX / "train.jsonl"), "--eval", str(FIX / "eval.jsonl"), "--out", str(out)]
+    assert main([*argv, "--eval", str(other / "eval.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "the name 'eval' is already used by another --eval" in err and "Traceback" not in err
+    assert not out.exists()
+    assert main([*argv, "--eval", f"second={other / 'eval.jsonl'}"]) == 0
+    report = json.loads((tmp_path / "o.report.json").read_text())
+    assert set(report["eval_sets"]) == {"eval", "second"}

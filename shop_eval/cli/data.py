@@ -219,13 +219,18 @@ def _eval_sets(specs: list[str]) -> tuple[dict[str, list[Any]], dict[str, int], 
         name, sep, path = spec.partition("=")
         if not sep or Path(spec).exists():
             name, path = Path(spec).stem, spec
+        if name in sets:
+            raise UsageError(
+                f"--eval {spec!r}: the name {name!r} is already used by another --eval; "
+                "name each set (--eval NAME=PATH) so their reports stay apart"
+            )
         rows, bad_rows = read_eval_prompts(path)
         if not rows:
             raise DataError(
                 path, "", None, f"no evaluation prompts ({len(bad_rows)} bad rows): nothing to check against"
             )
-        sets.setdefault(name, []).extend(rows)
-        bad[name] = bad.get(name, 0) + len(bad_rows)
+        sets[name] = rows
+        bad[name] = len(bad_rows)
         paths.append(path)
     return sets, bad, paths
 
