@@ -514,7 +514,7 @@ _KILLER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("command", ["score", "sft", "board"])
+@pytest.mark.parametrize("command", ["score", "sft", "corpus", "decontam", "board"])
 def test_sigkill_at_every_write_leaves_the_old_or_the_new_outputs(env, command):
     """A kill mid-run leaves the old outputs; a kill between the renames of a commit leaves a journal that the
     next reader or writer of that folder completes — then the outputs are the complete new set."""
