@@ -70,7 +70,7 @@ def write_data(path: Path, kind: str, repeat: int = 3) -> None:
 
 def check_config(recipe: dict, model_dir: Path, work: Path, device: str, sequence_len: int = 256) -> dict:
     """The recipe with only what cannot exist here replaced; its attention and packing settings kept."""
-    from bench.train_throughput import axolotl_config, data_kind
+    from bench.train_throughput import CPU_OVERRIDES, axolotl_config, data_kind
 
     kind = data_kind(recipe)
     data = work / f"{kind}.jsonl"
@@ -99,24 +99,8 @@ def check_config(recipe: dict, model_dir: Path, work: Path, device: str, sequenc
         "dataloader_num_workers": 0,
         "shuffle_merged_datasets": False,
     }
-    if device != "cuda":  # CPU: no Triton (Liger, LoRA kernels), no bf16, no fused optimizer
-        o.update(
-            {
-                "plugins": None,
-                "liger_rope": None,
-                "liger_rms_norm": None,
-                "liger_glu_activation": None,
-                "liger_fused_linear_cross_entropy": None,
-                "bf16": False,
-                "fp16": False,
-                "tf32": False,
-                "optimizer": "adamw_torch",
-                "lora_mlp_kernel": False,
-                "lora_qkv_kernel": False,
-                "lora_o_kernel": False,
-                "lora_embedding_kernel": False,
-            }
-        )
+    if device != "cuda":
+        o.update(CPU_OVERRIDES, plugins=None)
     return axolotl_config(recipe, o)
 
 

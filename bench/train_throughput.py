@@ -462,25 +462,14 @@ def recipe_overrides(args, work: Path, device: str, recipe: dict | None = None, 
     else:
         o.update({"test_datasets": None, "val_set_size": 0.0, "evals_per_epoch": None, "eval_sample_packing": None})
         o.update({"saves_per_epoch": None, "save_strategy": "no", "save_total_limit": None})
-    if device != "cuda":  # CPU dry run: no Triton kernels, bf16, varlen, DeepSpeed, 4-bit or offloading
+    if device != "cuda":  # CPU dry run: also no varlen, DeepSpeed, 4-bit or offloading, and small shapes
+        o.update(CPU_OVERRIDES)
         o.update(
             {
                 "plugins": ["bench.axolotl_plugin.BenchPlugin"],
-                "liger_rope": None,
-                "liger_rms_norm": None,
-                "liger_glu_activation": None,
-                "liger_fused_linear_cross_entropy": None,
-                "bf16": False,
-                "fp16": False,
-                "tf32": False,
                 "sdpa_varlen": None,
                 "deepspeed": None,
                 "load_in_4bit": False,
-                "optimizer": "adamw_torch",
-                "lora_mlp_kernel": False,
-                "lora_qkv_kernel": False,
-                "lora_o_kernel": False,
-                "lora_embedding_kernel": False,
                 "sequence_len": 512,
                 "micro_batch_size": 1,
                 "gradient_accumulation_steps": 1,
@@ -497,6 +486,24 @@ def cpu_safe(overrides: dict) -> dict:
     """A lever's settings that a CPU dry run can take (no kernels, DeepSpeed, offloading, batch changes)."""
     skip = ("kernel", "deepspeed", "plugins", "torch_compile", "offloading", "micro_batch", "accumulation", "sequence")
     return {k: v for k, v in overrides.items() if not any(x in k for x in skip)}
+
+
+# What a GPU recipe needs changed to run under axolotl on a CPU: no Triton (Liger, the LoRA kernels), no bf16, no
+# fused optimizer.  The CPU runs of this bench and of bench/packing_check.py start from it.
+CPU_OVERRIDES = {
+    "liger_rope": None,
+    "liger_rms_norm": None,
+    "liger_glu_activation": None,
+    "liger_fused_linear_cross_entropy": None,
+    "bf16": False,
+    "fp16": False,
+    "tf32": False,
+    "optimizer": "adamw_torch",
+    "lora_mlp_kernel": False,
+    "lora_qkv_kernel": False,
+    "lora_o_kernel": False,
+    "lora_embedding_kernel": False,
+}
 
 
 def axolotl_config(recipe: dict, overrides: dict) -> dict:
