@@ -55,3 +55,29 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-model")
     build_tiny_model(out, seed=0, quick=True)
     return out
+
+
+@pytest.fixture
+def clean_env():
+    """For tests that load axolotl configs or train with it: axolotl registers plugins (Liger) in its singleton
+    PluginManager and sets env vars process-wide, and both would reach later tests: undo them afterwards."""
+    import os
+
+    from axolotl.integrations.base import PluginManager
+
+    saved = dict(os.environ)
+    manager = PluginManager.get_instance()
+    before = set(manager.plugins)
+    yield
+    for name in list(manager.plugins):
+        if name not in before:
+            del manager.plugins[name]
+    os.environ.clear()
+    os.environ.update(saved)
+    # axolotl's load_cfg starts colorama, whose exit hook would write to pytest's closed capture stream
+    import atexit
+
+    import colorama.initialise
+
+    atexit.unregister(colorama.initialise.reset_all)
+

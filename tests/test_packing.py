@@ -46,27 +46,3 @@ def test_packed_losses_equal_one_example_at_a_time(recipe, tiny_model_dir, tmp_p
     # the same rows as plain causal rows (documents see the ones before them) differ far more
     assert res["leak_max_abs_diff"] > 1e-2, res
     assert res["isolated"] and res["leak_detectable"]
-
-
-@pytest.fixture
-def clean_env():
-    """axolotl's config loading registers plugins and sets env vars process-wide: undo both afterwards."""
-    import os
-
-    from axolotl.integrations.base import PluginManager
-
-    saved = dict(os.environ)
-    manager = PluginManager.get_instance()
-    before = set(manager.plugins)
-    yield
-    for name in list(manager.plugins):
-        if name not in before:
-            del manager.plugins[name]
-    os.environ.clear()
-    os.environ.update(saved)
-    # axolotl's load_cfg starts colorama, whose exit hook would write to pytest's closed capture stream
-    import atexit
-
-    import colorama.initialise
-
-    atexit.unregister(colorama.initialise.reset_all)

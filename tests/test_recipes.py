@@ -11,7 +11,6 @@ chat-template strategy tokenizes a row to show the loss falls on the answer (and
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -37,23 +36,6 @@ def data_dir(tmp_path_factory) -> Path:
     (d / "chat.jsonl").write_text(json.dumps(CHAT_ROW) + "\n")
     (d / "text.jsonl").write_text(json.dumps({"text": "A stainless steel kettle boils water fast."}) + "\n")
     return d
-
-
-@pytest.fixture
-def clean_env():
-    """Keep axolotl's process-wide state out of other tests: the env vars config loading may set, and the
-    plugins (Liger) registered in its singleton PluginManager, whose hooks would run in later trainings."""
-    from axolotl.integrations.base import PluginManager
-
-    saved = dict(os.environ)
-    manager = PluginManager.get_instance()
-    plugins_before = set(manager.plugins)
-    yield
-    for name in list(manager.plugins):
-        if name not in plugins_before:
-            del manager.plugins[name]
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def load_recipe(name: str) -> dict:
