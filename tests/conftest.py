@@ -80,4 +80,3 @@ def clean_env():
     import colorama.initialise
 
     atexit.unregister(colorama.initialise.reset_all)
-
