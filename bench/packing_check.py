@@ -10,6 +10,11 @@ predicted from inside its document must agree within ``tolerance``.  As a check 
 fail, the same packed rows are also run as plain causal rows without ``position_ids`` (every document
 sees the ones before it): those losses must differ by far more than the tolerance.
 
+"Alone" runs through the same attention path as the packed rows (``alone_same_path``): on a GPU the varlen
+kernel serves packed rows only, and a lone document would otherwise go through stock SDPA, whose bf16
+rounding differs from the varlen kernel's; that kernel-only difference is reported beside it
+(``stock_alone_max_abs_diff``).
+
 The prediction of a document's first token from the end of the previous document (a completion row's
 boundary) has no counterpart in a single-example run and is left out.
 
@@ -112,6 +117,18 @@ def _per_token(logits, ids, labels):
     return torch.where(labels[1:] == -100, torch.full_like(lp, float("nan")), lp)
 
 
+def alone_same_path(model, ids):
+    """Logits of one document run on its own through the attention path of the packed rows: the document,
+    then one more token that starts a second document (``position_ids`` 0), so that axolotl's packed-row
+    path (the varlen kernel on a CUDA bf16 device, a block-diagonal mask elsewhere) runs it.  The trailing
+    token comes after every position of the document, so under causal attention it cannot change them."""
+    import torch
+
+    seq = torch.cat([ids, ids[:1]])[None]
+    pos = torch.cat([torch.arange(len(ids), device=ids.device), ids.new_zeros(1)])[None]
+    return model(input_ids=seq, position_ids=pos).logits[0, : len(ids)]
+
+
 def segments(position_ids) -> list[tuple[int, int]]:
     """[start, end) of each document of a packed row: a document starts where position_ids is 0 and runs
     while they count up by one (padding restarts at 0 too: the caller drops pad-only segments)."""
@@ -146,7 +163,7 @@ def packed_vs_single(recipe_path: Path, model_dir: Path, work: Path, tolerance: 
     varlen = hasattr(attention, "_axolotl_sdpa_original")
     model.eval()
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    diffs, leak, n_docs, n_tokens = [], [], 0, 0
+    diffs, leak, kernel, n_docs, n_tokens = [], [], [], 0, 0
     with torch.no_grad():
         packed = model(**inputs).logits
         leaky = model(input_ids=batch["input_ids"]).logits  # plain causal rows: documents see each other
@@ -157,14 +174,15 @@ def packed_vs_single(recipe_path: Path, model_dir: Path, work: Path, tolerance: 
                 if seg not in known:  # padding at the row's end
                     continue
                 n_docs += 1
-                alone = model(input_ids=ids[a:b][None]).logits[0]
-                want = _per_token(alone, ids[a:b], labels[a:b])
+                want = _per_token(alone_same_path(model, ids[a:b]), ids[a:b], labels[a:b])
+                stock = _per_token(model(input_ids=ids[a:b][None]).logits[0], ids[a:b], labels[a:b])
                 got = _per_token(packed[row, a:b], ids[a:b], labels[a:b])
                 bad = _per_token(leaky[row, a:b], ids[a:b], labels[a:b])
                 keep = ~torch.isnan(want)
                 n_tokens += int(keep.sum())
                 if keep.any():
                     diffs.append(float((got - want)[keep].abs().max()))
+                    kernel.append(float((stock - want)[keep].abs().max()))
                     if a > 0:  # a document after the first one in its row: the leak would show here
                         leak.append(float((bad - want)[keep].abs().max()))
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
@@ -184,6 +202,8 @@ def packed_vs_single(recipe_path: Path, model_dir: Path, work: Path, tolerance: 
         "tokens_compared": n_tokens,
         "max_abs_diff": max(diffs) if diffs else None,
         "leak_max_abs_diff": max(leak) if leak else None,
+        # the lone document through the stock attention instead (no trailing token): kernel rounding only
+        "stock_alone_max_abs_diff": max(kernel) if kernel else None,
         "tolerance": tolerance,
     }
     out["isolated"] = bool(diffs) and out["max_abs_diff"] <= tolerance

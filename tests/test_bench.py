@@ -600,3 +600,15 @@ def test_committed_recipe_rows_are_the_recipes_as_committed_now():
         later, later_current = check(h["superseded_by"])
         (row,) = [r for r in later["headline"] if r["recipe"] == h["recipe"]]
         assert row["run"] in later_current and row["cap_enforced"] and row["peak_reserved_gib"] <= row["memory_cap_gib"]
+
+
+def test_committed_gpu_packing_check_isolates_both_recipes():
+    """The GPU run of bench/packing_check.py (the recipes' varlen path): both recipes isolated, the leak it
+    guards against visible, and the lone document compared through the packed rows' own attention path."""
+    rows = json.loads((REPO / "bench" / "results" / "train_packing_h200.json").read_text())
+    assert sorted(r["recipe"] for r in rows) == ["recipes/cpt.yml", "recipes/sft.yml"]
+    for r in rows:
+        assert r["device"] == "cuda" and r["varlen_kernel_patched"] and r["documents_after_the_first"] >= 2
+        assert r["isolated"] and r["max_abs_diff"] <= r["tolerance"]
+        assert r["leak_detectable"] and r["leak_max_abs_diff"] > 10 * r["tolerance"]
+        assert "stock_alone_max_abs_diff" in r

@@ -35,6 +35,24 @@ def test_per_token_loss_by_hand():
     assert torch.isnan(got[1])
 
 
+def test_alone_same_path_is_the_document_alone():
+    # the trailing token that routes a lone document through the packed-row path changes none of its logits
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, attn_implementation="sdpa",
+    )  # fmt: skip
+    model = LlamaForCausalLM(cfg).eval()
+    ids = torch.randint(0, 64, (9,))
+    with torch.no_grad():
+        want = model(input_ids=ids[None]).logits[0]
+        got = pc.alone_same_path(model, ids)
+        assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["sft.yml", "cpt.yml"])
 def test_packed_losses_equal_one_example_at_a_time(recipe, tiny_model_dir, tmp_path, clean_env):
@@ -43,6 +61,7 @@ def test_packed_losses_equal_one_example_at_a_time(recipe, tiny_model_dir, tmp_p
     assert res["rows"] == 2 and res["documents"] >= 4  # several documents share each row
     assert res["documents_after_the_first"] >= 2
     assert res["max_abs_diff"] <= 1e-4, res  # fp32 on CPU
+    assert res["stock_alone_max_abs_diff"] <= 1e-4, res  # the lone document through stock SDPA agrees too
     # the same rows as plain causal rows (documents see the ones before them) differ far more
     assert res["leak_max_abs_diff"] > 1e-2, res
     assert res["isolated"] and res["leak_detectable"]
