@@ -15,7 +15,9 @@ lacks), the same model as the training benchmark (Yi-9B's shape, random bf16 wei
 
 Suffixes: ``_nocudnn`` (torch's cuDNN SDPA backend disabled in the process), ``_stop`` (each generation stops
 after its true answer's length, as a trained model would: random weights never emit EOS), ``_eager``
-(``hf-fast`` without CUDA graphs).
+(``hf-fast`` without CUDA graphs), ``_group`` (the same settings as one run of the ``shopbench_budget`` group,
+``lm_eval --tasks shopbench_budget``, instead of one run a task: lm-eval's per-run costs paid once; the whole
+run is timed, ``one_run`` and ``whole_sample`` in the result).
 
 All run through ``lm_eval.simple_evaluate`` with an ``HFLM`` (or ``FastHFLM``) wrapping the in-memory model —
 the same code path as the CLI's ``--model hf``.  Each task is timed on its own (wall clock, scoring and
@@ -68,11 +70,28 @@ DEFAULT_TASKS = {
     "classification": "shop_classification",
 }
 OURS_TASKS = {**DEFAULT_TASKS, "multiple-choice": "shop_multiple_choice_ll"}
-#: Per-task decoding budget of the recommended settings.  Answers' token counts in the SFT data
-#: (bench/data/sft_lengths.json, EOS included): retrieval p99 10, NER p99 13 (max 18), classification 2;
-#: ranking answers are five to ten indices ("4, 2, 1, 3, 5"); generation keeps the kit's 100 (p99 137).
-MAX_GEN_TOKS = {"retrieval": 16, "ranking": 32, "named_entity_recognition": 32, "generation": 100, "classification": 8}
+#: the recommended settings as one lm-eval run: the group of the same tasks with the same budgets
+BUDGET_GROUP = "shopbench_budget"
 KIT_MAX_GEN_TOKS = 100
+
+
+def budget_group_max_gen_toks() -> dict[str, int]:
+    """Per-task decoding budget of the recommended settings, task type -> max_gen_toks, read from their one
+    definition, the ``shopbench_budget`` group (lm_eval_tasks/_shopbench_budget.yaml).  Answers' token counts
+    in the SFT data (bench/data/sft_lengths.json, EOS included): retrieval p99 10, NER p99 13 (max 18),
+    classification 2; ranking answers are five to ten indices; generation keeps the kit's 100 (p99 137)."""
+    import yaml
+
+    group = yaml.safe_load((TASKS_DIR / f"_{BUDGET_GROUP}.yaml").read_text())
+    task_type = {v: k for k, v in OURS_TASKS.items()}
+    out = {}
+    for entry in group["task"]:
+        if isinstance(entry, dict):
+            out[task_type[entry["task"]]] = int(entry["generation_kwargs"]["max_gen_toks"])
+    return out
+
+
+MAX_GEN_TOKS = budget_group_max_gen_toks()
 
 
 def kv_bytes_per_token(cfg: dict, dtype_bytes: int = 2) -> int:
@@ -98,6 +117,8 @@ def task_commands(batch_size: int) -> dict[str, str]:
         "defaults": f"{base} --tasks {','.join(DEFAULT_TASKS[t] for t in TASK_TYPES)}",
         "ours": per_task(base),
         "fast": per_task(fast),
+        "ours_group": f"{base} --tasks {BUDGET_GROUP} --batch_size {batch_size}",
+        "fast_group": f"{fast} --tasks {BUDGET_GROUP} --batch_size {batch_size}",
     }
 
 
@@ -374,6 +395,62 @@ def run_task(lm, task: str, tm, limit: int | None, gen_kwargs: str | None, sync=
     }
 
 
+def run_group(lm, tm, limit: int | None, sync=lambda: None, floor=None, types=None):
+    """The recommended settings as one run: the ``shopbench_budget`` group through one ``simple_evaluate``
+    call (as ``lm_eval --tasks shopbench_budget``: lm-eval's per-run costs paid once).  Returns the whole
+    run's wall clock and model-time split, and per task type its examples, scores and responses (``_tasks``,
+    the shape ``equivalence`` compares)."""
+    import lm_eval
+
+    t0 = time.perf_counter()
+    with Clock(lm, sync) as clock:
+        res = lm_eval.simple_evaluate(
+            model=lm, tasks=[BUDGET_GROUP], task_manager=tm, limit=limit, log_samples=True, bootstrap_iters=0
+        )
+    secs = time.perf_counter() - t0
+    task_type = {v: k for k, v in OURS_TASKS.items()}
+    per_task, n, new_tokens = {}, 0, 0
+    for task, rows in res["samples"].items():
+        t = task_type[task]
+        if types is not None and t not in types:
+            continue
+        samples = list({s["doc_id"]: s for s in rows}.values())
+        n += len(samples)
+        for s in samples:
+            if isinstance(s["resps"][0][0], str):
+                new_tokens += len(lm.tok_encode(s["resps"][0][0], add_special_tokens=False))
+        per_task[t] = {
+            "task": task,
+            "examples": len(samples),
+            "metrics": {k: v for k, v in res["results"][task].items() if isinstance(v, int | float)},
+            "_responses": {s["doc_id"]: response(s) for s in samples},
+        }
+    return {
+        "tasks_run": BUDGET_GROUP,
+        "examples": n,
+        "seconds": round(secs, 3),
+        "examples_s": round(n / secs, 3),
+        "generated_tokens": new_tokens,
+        "generated_tok_s": round(new_tokens / secs, 1),
+        **clock.summary(floor),
+        "calls": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in c.items()} for c in clock.calls],
+        "_tasks": per_task,
+    }
+
+
+def cprofile_top(prof, n: int = 40) -> list[dict]:
+    """The ``n`` functions of a cProfile run with the most cumulative time."""
+    import pstats
+
+    st = pstats.Stats(prof)
+    rows = []
+    for (file, line, fn), (_cc, nc, tt, ct, _callers) in st.stats.items():
+        rows.append(
+            {"function": f"{Path(file).name}:{line}({fn})", "calls": nc, "own_s": round(tt, 4), "cum_s": round(ct, 4)}
+        )
+    return sorted(rows, key=lambda r: -r["cum_s"])[:n]
+
+
 def response(sample: dict):
     """A logged sample's answer: the generated text, or for log-likelihood the index of the option chosen."""
     first = sample["resps"][0][0]
@@ -417,6 +494,7 @@ def parse_args(argv=None):
     ap.add_argument("--equiv-tiny", action="store_true", help="hf vs hf-fast on the trained tiny model")
     ap.add_argument("--cb-probe", action="store_true", help="transformers' generate_batch on the profile batch")
     ap.add_argument("--cb-timeout", type=int, default=90, help="seconds the --cb-probe may take")
+    ap.add_argument("--cprofile", metavar="SETTING", help="cProfile this _group setting's run (top functions)")
     ap.add_argument("--out")
     ap.add_argument("--dry-run", action="store_true", help="CPU: a few examples, tiny model")
     args = ap.parse_args(argv)
@@ -448,6 +526,30 @@ def setting_rates(per_setting: dict) -> dict:
         if not name.startswith("defaults") and all(m is not None for m in model_s):
             out[name]["model_seconds"] = round(sum(model_s), 2)  # time inside the model calls
     return out
+
+
+def whole_sample(rates: dict, one_run: dict) -> dict | None:
+    """The whole mixed sample, wall clock: each hf-fast setting that ran the budget group in one run against
+    the recommended hf settings as they are run now (one run a task, ``ours_stop``), and like for like
+    against hf in one run of the group (``ours_stop_group``)."""
+    per_task = rates.get("ours_stop") or rates.get("ours")
+    hf_one = one_run.get("ours_stop_group") or one_run.get("ours_group")
+    out = {}
+    if per_task:
+        out["recommended_per_task_runs_s"] = per_task["seconds"]
+    if hf_one:
+        out["hf_one_run_s"] = hf_one["seconds"]
+    for name, g in one_run.items():
+        if not name.startswith("fast"):
+            continue
+        row = {"seconds": g["seconds"], "model_seconds": g["model_seconds"]}
+        if per_task:
+            row["ratio_vs_recommended"] = common.ratio(per_task["seconds"], g["seconds"])
+        if hf_one:
+            row["ratio_one_run_like_for_like"] = common.ratio(hf_one["seconds"], g["seconds"])
+            row["model_time_ratio_one_run"] = common.ratio(hf_one["model_seconds"], g["model_seconds"])
+        out[name] = row
+    return out if any(k.startswith("fast") for k in out) else None
 
 
 def headline(per_setting: dict) -> tuple[str | None, str | None]:
@@ -493,7 +595,9 @@ def build_result(args, cfg, per_setting: dict, counts: dict, extra: dict) -> dic
             "commands": task_commands(args.batch_size),
             "headline": {"baseline": base_name, "ours": ours_name},
             **{
-                k: v for k, v in extra.items() if k not in ("profile", "equivalence", "equiv_tiny", "cb_probe", "calls")
+                k: v
+                for k, v in extra.items()
+                if k not in ("profile", "equivalence", "equiv_tiny", "cb_probe", "calls", "one_run", "cprofile")
             },
         },
         "eval_ratio": common.ratio(ours_rate, base_rate),
@@ -507,11 +611,17 @@ def build_result(args, cfg, per_setting: dict, counts: dict, extra: dict) -> dic
             "seconds": round(base_s, 1) if base_s else None,
         },
         "ours_seconds": round(ours_s, 1) if ours_s else None,
+        "whole_sample": whole_sample(rates, extra.get("one_run") or {}),
         "equivalence": extra.get("equivalence"),
         "profile": extra.get("profile"),
         "equiv_tiny": extra.get("equiv_tiny"),
         "cb_probe": extra.get("cb_probe"),
         "calls": extra.get("calls"),
+        "one_run": {
+            k: {kk: vv for kk, vv in g.items() if kk != "_tasks"} for k, g in (extra.get("one_run") or {}).items()
+        }
+        or None,
+        "cprofile": extra.get("cprofile"),
         "tasks": tasks,
     }
 
@@ -749,8 +859,9 @@ def equiv_tiny(work: Path, data: Path, device: str, batch_size: int, limit: int 
     result: dict = {"dtype": dtype, "tasks": tasks, "models": {}}
     for label, path in (("as_built", tiny), ("no_early_eos", long)):
         runs = {}
-        for name, cls in (("hf", HFLM), ("hf-fast", FastHFLM)):
-            lm = cls(pretrained=str(path), dtype=dtype, device=device, batch_size=batch_size)
+        variants = [("hf", HFLM, {}), ("hf-fast", FastHFLM, {})]
+        for name, cls, kw in variants:
+            lm = cls(pretrained=str(path), dtype=dtype, device=device, batch_size=batch_size, **kw)
             t0 = time.perf_counter()
             runs[name] = lm_eval.simple_evaluate(
                 model=lm, tasks=tasks, task_manager=tm, limit=limit, log_samples=True, bootstrap_iters=0
@@ -762,27 +873,26 @@ def equiv_tiny(work: Path, data: Path, device: str, batch_size: int, limit: int 
             del lm
             if device == "cuda":
                 torch.cuda.empty_cache()
-        per_task, n, same = {}, 0, 0
-        for t in tasks:
-            a = {s["doc_id"]: response(s) for s in runs["hf"]["samples"][t]}
-            b = {s["doc_id"]: response(s) for s in runs["hf-fast"]["samples"][t]}
-            c = compare_responses(a, b)
-            c["scores_identical"] = runs["hf"]["results"][t] == runs["hf-fast"]["results"][t]
-            per_task[t] = c
-            n, same = n + c["compared"], same + c["identical"]
-        result["models"][label] = {
-            "responses": n,
-            "identical": same,
-            "scores_identical_all_tasks": all(c["scores_identical"] for c in per_task.values()),
-            "seconds": {k: round(v["_seconds"], 2) for k, v in runs.items()},
-            "fast_paths": runs["hf-fast"].get("_paths"),
-            "fast_graph_calls": runs["hf-fast"].get("_graphs"),
-            "tasks": per_task,
-        }
-        print(
-            json.dumps({"equiv_tiny": label, **{k: v for k, v in result["models"][label].items() if k != "tasks"}}),
-            flush=True,
-        )
+        for other in [name for name, _, _ in variants[1:]]:
+            per_task, n, same = {}, 0, 0
+            for t in tasks:
+                a = {s["doc_id"]: response(s) for s in runs["hf"]["samples"][t]}
+                b = {s["doc_id"]: response(s) for s in runs[other]["samples"][t]}
+                c = compare_responses(a, b)
+                c["scores_identical"] = runs["hf"]["results"][t] == runs[other]["results"][t]
+                per_task[t] = c
+                n, same = n + c["compared"], same + c["identical"]
+            key = label if other == "hf-fast" else f"{label}_{other}"
+            result["models"][key] = {
+                "responses": n,
+                "identical": same,
+                "scores_identical_all_tasks": all(c["scores_identical"] for c in per_task.values()),
+                "seconds": {k: round(runs[k]["_seconds"], 2) for k in ("hf", other)},
+                "fast_paths": runs[other].get("_paths"),
+                "fast_graph_calls": runs[other].get("_graphs"),
+                "tasks": per_task,
+            }
+            print(json.dumps({"equiv_tiny": key, **{k: v for k, v in result["models"][key].items() if k != "tasks"}}))
     return result
 
 
@@ -796,22 +906,33 @@ def merge_results(runs: list[tuple[str, dict]]) -> dict:
     (pairs of settings compared within one call) is kept per call."""
     per_setting: dict[str, dict] = {}
     profile: dict = {}
-    extra: dict = {"calls": {}}
+    extra: dict = {"calls": {}, "one_run": {}}
     equivalence_by_call = {}
     for label, res in runs:
+        merged = bool(res.get("calls"))  # an earlier merge: its entries keep their own sources
         for name, tasks in res["tasks"].items():
-            per_setting[name] = {t: {**r, "source": label} for t, r in tasks.items()}
+            per_setting[name] = {
+                t: {"source": label, **r} if merged else {**r, "source": label} for t, r in tasks.items()
+            }
         if res.get("profile"):
             for name, row in res["profile"]["variants"].items():
-                profile.setdefault("variants", {})[name] = {**row, "source": label}
+                profile.setdefault("variants", {})[name] = (
+                    {"source": label, **row} if merged else {**row, "source": label}
+                )
             profile.update({k: v for k, v in res["profile"].items() if k != "variants"})
-        for key in ("equiv_tiny", "cb_probe"):
+        for key in ("equiv_tiny", "cb_probe", "cprofile"):
             if res.get(key):
-                extra[key] = {**res[key], "source": label}
+                extra[key] = {"source": label, **res[key]} if merged else {**res[key], "source": label}
+        for name, g in (res.get("one_run") or {}).items():
+            extra["one_run"][name] = {"source": label, **g} if merged else {**g, "source": label}
+        if merged:
+            equivalence_by_call.update(res.get("equivalence") or {})
+            extra["calls"].update(res["calls"])
+            continue
         if res.get("equivalence"):
             equivalence_by_call[label] = res["equivalence"]
         extra["calls"][label] = {k: res["settings"].get(k) for k in ("hbm_bytes_s_measured", "decode_step_floor_s")}
-        extra["calls"][label]["settings_run"] = sorted(res["tasks"])
+        extra["calls"][label]["settings_run"] = sorted([*res["tasks"], *(res.get("one_run") or {})])
     last = runs[-1][1]
     keep = ("hbm_bytes_s_measured", "weight_bytes_per_decode_step", "kv_bytes_per_token", "decode_step_floor_s")
     extra.update({k: last["settings"].get(k) for k in keep})
@@ -861,6 +982,8 @@ def main(argv=None) -> int:
     cfg = common.shape(args.shape, args.layers)
     extra: dict = {}
     per_setting: dict[str, dict] = {}
+    groups: dict[str, dict] = {}  # "_group" settings: one run of the budget group
+    extra["one_run"] = groups
     counts = count_counts(Path(args.data))
 
     def save():
@@ -908,7 +1031,9 @@ def main(argv=None) -> int:
     forced = ForcedStop(model, tok, answer_lengths(Path(args.data), tok), common.EOS_ID)
     fast_cls = bench_fast_class()
     for setting in settings:
-        per_setting[setting] = {}
+        group = "_group" in setting  # the group in one run instead of one run a task
+        if not group:
+            per_setting[setting] = {}
         if device == "cuda":  # "..._nocudnn": the same with torch's cuDNN SDPA backend disabled
             torch.backends.cuda.enable_cudnn_sdp("_nocudnn" not in setting)
         if "_stop" in setting:  # "..._stop": each generation stops after its true answer's length
@@ -923,7 +1048,21 @@ def main(argv=None) -> int:
             lm.forced, limit = forced, args.per_type
         else:
             lm, limit = HFLM(batch_size=args.batch_size, **HFLM_kw), args.per_type
-        for t in types:
+        if group:
+            prof = None
+            if args.cprofile == setting:
+                import cProfile
+
+                prof = cProfile.Profile()
+                prof.enable()
+            g = run_group(lm, tm, limit, sync, floor, types=set(types))
+            if prof is not None:
+                prof.disable()
+                extra["cprofile"] = {"setting": setting, "top": cprofile_top(prof)}
+            groups[setting] = g
+            print(json.dumps({"setting": setting, **{k: v for k, v in g.items() if not k.startswith("_")}}), flush=True)
+            save()
+        for t in types if not group else []:
             if not counts.get(t):
                 continue
             task = DEFAULT_TASKS[t] if default else OURS_TASKS[t]
@@ -947,7 +1086,7 @@ def main(argv=None) -> int:
     if device == "cuda":
         torch.backends.cuda.enable_cudnn_sdp(True)
     extra["forced_stop_misses"] = forced.misses
-    extra["equivalence"] = equivalence(per_setting)
+    extra["equivalence"] = equivalence({**per_setting, **{k: g["_tasks"] for k, g in groups.items()}})
     save()
     if args.responses:
         Path(args.responses).write_text(

@@ -612,3 +612,23 @@ def test_committed_gpu_packing_check_isolates_both_recipes():
         assert r["isolated"] and r["max_abs_diff"] <= r["tolerance"]
         assert r["leak_detectable"] and r["leak_max_abs_diff"] > 10 * r["tolerance"]
         assert "stock_alone_max_abs_diff" in r
+
+
+def test_eval_whole_sample_compares_one_run_with_the_per_task_runs():
+    from bench.eval_throughput import budget_group_max_gen_toks, whole_sample
+
+    assert budget_group_max_gen_toks() == {
+        "retrieval": 16, "ranking": 32, "named_entity_recognition": 32, "generation": 100, "classification": 8
+    }  # fmt: skip
+    rates = {"ours_stop": {"seconds": 30.0}}
+    one = {
+        "fast_stop_group": {"seconds": 6.0, "model_seconds": 4.0},
+        "ours_stop_group": {"seconds": 12.0, "model_seconds": 10.0},
+    }
+    ws = whole_sample(rates, one)
+    assert ws["recommended_per_task_runs_s"] == 30.0 and ws["hf_one_run_s"] == 12.0
+    assert ws["fast_stop_group"] == {
+        "seconds": 6.0, "model_seconds": 4.0, "ratio_vs_recommended": 5.0, "ratio_one_run_like_for_like": 2.0,
+        "model_time_ratio_one_run": 2.5,
+    }  # fmt: skip
+    assert whole_sample(rates, {"ours_stop_group": one["ours_stop_group"]}) is None  # no hf-fast run: nothing

@@ -80,7 +80,7 @@ def test_glob_selects_the_tasks_once_not_the_group_or_tags(task_manager):
 
 
 def test_lm_eval_validate_passes_from_another_directory(tmp_path):
-    names = ",".join([*ALL_SHOP, "shopbench", "shopbench_tasks", "shopchat"])
+    names = ",".join([*ALL_SHOP, "shopbench", "shopbench_budget", "shopbench_tasks", "shopchat"])
     out = subprocess.run(
         [str(BIN / "lm-eval"), "validate", "--tasks", names, "--include_path", str(TASKS_DIR)],
         cwd=tmp_path,
@@ -278,13 +278,13 @@ def _canned_lm():
     return Canned()
 
 
-def _run_canned(task_manager, names: list[str], out: Path) -> tuple[dict, Path]:
+def _run_canned(task_manager, names: list[str], out: Path, lm=None) -> tuple[dict, Path]:
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
 
     tracker = EvaluationTracker(output_path=str(out))
     res = simple_evaluate(
-        model=_canned_lm(), tasks=names, task_manager=task_manager, log_samples=True, evaluation_tracker=tracker
+        model=lm or _canned_lm(), tasks=names, task_manager=task_manager, log_samples=True, evaluation_tracker=tracker
     )
     samples = res.pop("samples")
     tracker.save_results_aggregated(results=res, samples=samples)
@@ -425,6 +425,48 @@ def test_group_reports_the_mean_of_its_six_tasks(task_manager, tmp_path):
 
 
 # --------------------------------------------------------------------------- absent task types, Shopping MMLU
+
+
+BUDGETS = {"shop_retrieval": 16, "shop_ranking": 32, "shop_ner": 32, "shop_generation": 100, "shop_classification": 8}
+
+
+def test_budget_group_is_the_recommended_settings_in_one_run(task_manager, tmp_path):
+    """`--tasks shopbench_budget`: multiple choice by log-likelihood and each generative task with its own
+    decoding budget, in one run — the same numbers as each task run alone with `--gen_kwargs max_gen_toks=N`,
+    and every number equal to `shop-eval score` on the run's samples."""
+    from lm_eval.tasks import get_task_dict
+
+    assert task_manager.task_index["shopbench_budget"]["type"] == "group"
+    (members,) = get_task_dict(["shopbench_budget"], task_manager).values()
+    assert sorted(members) == sorted(["shop_multiple_choice_ll", *BUDGETS])
+    for name, task in members.items():
+        if name == "shop_multiple_choice_ll":
+            assert task.OUTPUT_TYPE == "multiple_choice"
+            continue
+        gen = task.config.generation_kwargs  # the kit's greedy decoding, stop at EOS only, the task's budget
+        assert gen == {"until": [], "do_sample": False, "temperature": 0.0, "max_gen_toks": BUDGETS[name]}, name
+    seen: dict[str, set] = {}
+    canned = _canned_lm()
+    real = type(canned).generate_until
+
+    def spy(self, requests):
+        for r in requests:
+            seen.setdefault(r.task_name, set()).add(r.args[1]["max_gen_toks"])
+        return real(self, requests)
+
+    type(canned).generate_until = spy
+    try:
+        res, results_file = _run_canned(task_manager, ["shopbench_budget"], tmp_path / "budget", lm=canned)
+    finally:
+        type(canned).generate_until = real
+    assert seen == {t: {n} for t, n in BUDGETS.items()}  # each task's requests carry its own budget
+    assert _assert_equal_to_scorer(results_file, SAMPLE, tmp_path) >= 3 * len(BUDGETS) + 1
+    alone, _ = _run_canned(task_manager, [*BUDGETS, "shop_multiple_choice_ll"], tmp_path / "alone")
+    for t in [*BUDGETS, "shop_multiple_choice_ll"]:  # the group changes no number (its members are indented)
+        assert {k: v for k, v in res["results"][t].items() if k != "alias"} == {
+            k: v for k, v in alone["results"][t].items() if k != "alias"
+        }, t
+    assert not any("," in k for k in res["results"]["shopbench_budget"])  # no aggregate across protocols
 
 
 def test_absent_task_types_run_and_are_reported_absent(task_manager, tmp_path, monkeypatch):
