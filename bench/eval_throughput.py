@@ -528,11 +528,13 @@ def setting_rates(per_setting: dict) -> dict:
     return out
 
 
-def whole_sample(rates: dict, one_run: dict) -> dict | None:
+def whole_sample(rates: dict, one_run: dict, source: str | None = None) -> dict | None:
     """The whole mixed sample, wall clock: each hf-fast setting that ran the budget group in one run against
     the recommended hf settings as they are run now (one run a task, ``ours_stop``), and like for like
-    against hf in one run of the group (``ours_stop_group``)."""
+    against hf in one run of the group (``ours_stop_group``).  In merged results only the one-run settings of
+    the baseline's own call (``source``) are compared."""
     per_task = rates.get("ours_stop") or rates.get("ours")
+    one_run = {k: g for k, g in one_run.items() if source is None or g.get("source") in (None, source)}
     hf_one = one_run.get("ours_stop_group") or one_run.get("ours_group")
     out = {}
     if per_task:
@@ -611,7 +613,9 @@ def build_result(args, cfg, per_setting: dict, counts: dict, extra: dict) -> dic
             "seconds": round(base_s, 1) if base_s else None,
         },
         "ours_seconds": round(ours_s, 1) if ours_s else None,
-        "whole_sample": whole_sample(rates, extra.get("one_run") or {}),
+        "whole_sample": whole_sample(
+            rates, extra.get("one_run") or {}, next(iter(base.values())).get("source") if base else None
+        ),
         "equivalence": extra.get("equivalence"),
         "profile": extra.get("profile"),
         "equiv_tiny": extra.get("equiv_tiny"),

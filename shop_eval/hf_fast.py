@@ -16,7 +16,9 @@ what ``generate`` would do greedily with no logits processor (otherwise it falls
   mask over the cache's slots that is filled in place), so the step can be captured once as a CUDA graph
   and replayed; next token = argmax, rows that produced an EOS id get the pad token afterwards and the
   batch ends when every row has — ``generate``'s own rules — or at ``max_length``; lm-eval's stop
-  sequences end the batch by lm-eval's rule (one sequence found in every row's last tokens);
+  sequences end the batch by lm-eval's rule (one sequence found in every row's last tokens); a kept cache
+  (and its graph) serves a later batch that is smaller or needs fewer positions (spare rows run as
+  finished filler rows) while the extra cache it reads stays small against the cost of a new capture;
 * attention in the decode step reads the grouped K/V heads directly (query heads of one K/V head as
   extra query rows) instead of materialising repeated K/V heads, which is what ``sdpa`` does whenever a
   padding mask is present.
@@ -98,7 +100,10 @@ NEUTRAL_GENERATION = {
     "return_dict_in_generate": (None, False),
 }
 SLOT_LENGTH_STEP = 64  # static caches are allocated in multiples of this many tokens
-SLOT_REUSE_SLACK = 256  # a cached slot up to this many tokens longer than needed is reused
+#: a kept slot (static cache + captured graph) serves a smaller batch or a shorter generation when the cache it
+#: reads beyond what the batch needs, over all its steps, stays under this many bytes (a capture costs about
+#: 0.25 s for a 48-layer model; 512 GB of extra reads take about 0.12 s at 4 TB/s, 0.25 s at 2 TB/s)
+SLOT_REUSE_EXCESS_BYTES = 512 * 2**30
 
 
 def _truthy(value: Any) -> bool:
@@ -324,12 +329,30 @@ class FastHFLM(HFLM):
             pad = eos[0] if eos else 0
         return {"eos": eos, "pad": int(pad)}, None
 
-    def _get_slot(self, batch: int, needed: int, eos: list[int], pad: int) -> _Slot:
+    def _kv_bytes_per_token(self) -> int:
+        """Keys and values of one cached token over all layers, in the cache's dtype."""
+        cfg = self._base.config.get_text_config(decoder=True)
+        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        return cfg.num_hidden_layers * 2 * heads * head_dim * next(self._base.parameters()).element_size()
+
+    def _get_slot(self, batch: int, needed: int, eos: list[int], pad: int, steps: int) -> _Slot:
+        """A static cache (and its graph) for ``batch`` rows and ``needed`` positions: a kept one that is at least
+        that large and whose extra reads over ``steps`` decode steps stay under ``SLOT_REUSE_EXCESS_BYTES``
+        (the smallest such; its spare rows run as filler rows), else a new one of exactly this size.  Rows are
+        not rounded up for later reuse: filler rows cost decode time in every step (their norms, rotary and
+        attention work), which a capture saved once does not repay on long generations."""
+        kv = self._kv_bytes_per_token()
+        best, best_i = None, -1
         for i, s in enumerate(self._slots):
-            same = s.batch == batch and s.eos_ids == eos and s.pad_id == pad
-            if same and needed <= s.length <= needed + SLOT_REUSE_SLACK:
-                self._slots.append(self._slots.pop(i))  # most recently used last
-                return s
+            if s.eos_ids != eos or s.pad_id != pad or s.batch < batch or s.length < needed:
+                continue
+            excess = (s.batch * s.length - batch * needed) * steps * kv
+            if excess <= SLOT_REUSE_EXCESS_BYTES and (best is None or s.batch * s.length < best.batch * best.length):
+                best, best_i = s, i
+        if best is not None:
+            self._slots.append(self._slots.pop(best_i))  # most recently used last
+            return best
         while len(self._slots) >= self.graph_slots:
             self._slots.pop(0)
         if self.device.type == "cuda":
@@ -465,7 +488,7 @@ class FastHFLM(HFLM):
         if attention_mask is None:
             attention_mask = torch.ones_like(context)
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
-        slot = self._get_slot(batch, prompt_len + max_new, eos, pad) if max_new > 1 else None
+        slot = self._get_slot(batch, prompt_len + max_new, eos, pad, max_new - 1) if max_new > 1 else None
         capture_s = self._ensure_graph(slot) if slot is not None else 0.0
 
         t0 = time.perf_counter()
@@ -502,7 +525,7 @@ class FastHFLM(HFLM):
             else:
                 self._step(slot)
             produced += 1
-            finished = bool(slot.all_done) or stops.add(slot.out[:, produced - 1])
+            finished = bool(slot.all_done) or stops.add(slot.out[:batch, produced - 1])
         sync()
         self.stats.append(
             GenerateStats(
@@ -510,7 +533,7 @@ class FastHFLM(HFLM):
                 slot.graph is not None, "fast", n_chunks,
             )
         )  # fmt: skip
-        return torch.cat([context, slot.out[:, :produced]], dim=1)
+        return torch.cat([context, slot.out[:batch, :produced]], dim=1)
 
     def _ensure_graph(self, slot) -> float:
         """Capture the slot's decode step as a CUDA graph once (seconds spent); an architecture the graph cannot
@@ -555,29 +578,35 @@ class FastHFLM(HFLM):
 
     def _load_slot(self, slot, kv, attention_mask, position_ids, first, unfinished, pad) -> None:
         """The prefill's keys/values into the static cache (each row at the slots generate's cache has it in:
-        left-padded to the batch's prompt length), and the decode step's state."""
+        left-padded to the batch's prompt length), and the decode step's state.  A slot with more rows than the
+        batch runs the rest as finished filler rows (pad tokens, attending to one zeroed slot), whose results are
+        never read: rows do not interact in a decode step."""
         batch, prompt_len = attention_mask.shape
         slot.cache.reset()
         for rows, width, dyn in kv:
             idx = torch.tensor(rows, device=attention_mask.device) if len(rows) < batch else None
             for static_layer, layer in zip(slot.cache.layers, dyn.layers, strict=True):
                 if idx is None:
-                    static_layer.keys[:, :, prompt_len - width : prompt_len].copy_(layer.keys)
-                    static_layer.values[:, :, prompt_len - width : prompt_len].copy_(layer.values)
+                    static_layer.keys[:batch, :, prompt_len - width : prompt_len].copy_(layer.keys)
+                    static_layer.values[:batch, :, prompt_len - width : prompt_len].copy_(layer.values)
                 else:
                     static_layer.keys[idx, :, prompt_len - width : prompt_len] = layer.keys
                     static_layer.values[idx, :, prompt_len - width : prompt_len] = layer.values
         for static_layer in slot.cache.layers:
             static_layer.cumulative_length.fill_(prompt_len)
         slot.mask.fill_(slot.masked)
-        slot.mask[:, 0, 0, :prompt_len].masked_fill_(attention_mask.bool(), 0.0)
-        slot.tok.copy_(first[:, None])
-        slot.pos.copy_(position_ids[:, -1:] + 1)
+        slot.mask[:batch, 0, 0, :prompt_len].masked_fill_(attention_mask.bool(), 0.0)
+        slot.mask[batch:, 0, 0, 0] = 0.0
+        slot.tok.fill_(pad)
+        slot.tok[:batch] = first[:, None]
+        slot.pos.zero_()
+        slot.pos[:batch] = position_ids[:, -1:] + 1
         slot.slot.fill_(prompt_len)
         slot.step.fill_(1)
         slot.out.fill_(pad)
-        slot.out[:, 0] = first
-        slot.unfinished.copy_(unfinished)
+        slot.out[:batch, 0] = first
+        slot.unfinished.zero_()
+        slot.unfinished[:batch] = unfinished
 
     def stats_summary(self) -> list[dict]:
         return [asdict(s) for s in self.stats]

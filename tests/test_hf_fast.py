@@ -349,3 +349,26 @@ def test_one_forward_per_prompt_for_one_token_options(tiny_model_dir, lm_eval_en
     assert options > len(docs) and sum(rows) == len(docs)
     for x, y in zip(res["hf"]["samples"]["shop_multiple_choice_ll"], docs, strict=True):
         assert x["resps"] == y["resps"]
+
+
+def test_a_kept_cache_serves_smaller_and_shorter_batches(random_model):
+    """A batch smaller than lm-eval's batch size (a task's last one) or needing fewer positions runs in a kept
+    larger static cache, its spare rows as finished filler rows: the texts and the tensors equal generate's, and
+    one cache served every batch."""
+    from shop_eval import hf_fast
+
+    hf, fast = _pair(random_model)
+    a_seen, b_seen = _record_generate(hf), _record_generate(fast)
+    for prompts, n in ((PROMPTS[:4], 24), (PROMPTS[4:7], 12), (PROMPTS[:1], 6)):
+        reqs = _requests(prompts, max_gen_toks=n)
+        assert hf.generate_until(reqs, disable_tqdm=True) == fast.generate_until(reqs, disable_tqdm=True)
+    for x, y in zip(a_seen, b_seen, strict=True):
+        assert torch.equal(x, y)
+    assert [s.batch for s in fast.stats] == [4, 3, 1] and {s.path for s in fast.stats} == {"fast"}
+    assert len(fast._slots) == 1 and fast._slots[0].batch == 4  # the first batch's cache served the later ones
+    assert len({s.cache_len for s in fast.stats}) == 1
+    # a cache whose extra reads would exceed the budget is not reused: a new one is made
+    big = fast._slots[0]
+    excess = (big.batch * big.length - 1 * 2) * 10**9 * fast._kv_bytes_per_token()
+    assert excess > hf_fast.SLOT_REUSE_EXCESS_BYTES
+    assert fast._get_slot(1, 2, big.eos_ids, big.pad_id, 10**9) is not big
