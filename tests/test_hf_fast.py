@@ -351,20 +351,35 @@ def test_one_forward_per_prompt_for_one_token_options(tiny_model_dir, lm_eval_en
         assert x["resps"] == y["resps"]
 
 
-def test_a_kept_cache_serves_smaller_and_shorter_batches(random_model):
-    """A batch smaller than lm-eval's batch size (a task's last one) or needing fewer positions runs in a kept
+@pytest.mark.parametrize("early_eos", [False, True])
+def test_a_kept_cache_serves_smaller_and_shorter_batches(random_model, early_eos):
+    """A batch smaller than an earlier one (a task's last one) or needing fewer positions runs in the kept
     larger static cache, its spare rows as finished filler rows: the texts and the tensors equal generate's, and
-    one cache served every batch."""
+    one cache served every batch — also when rows stop at their own EOS (the filler rows must not keep a batch
+    running) and with the prefill cut into chunks (prefill_tokens=16)."""
     from shop_eval import hf_fast
 
-    hf, fast = _pair(random_model)
+    batches = ((PROMPTS[:4], 24), (PROMPTS[5:7], 40), (PROMPTS[:1], 6))
+    hf, fast = _pair(random_model, {"prefill_tokens": 16} if early_eos else None)
+    if early_eos:  # EOS: a token some rows of the smaller batch emit before its budget ends
+        probe = _record_generate(hf)
+        hf.generate_until(_requests(batches[1][0], max_gen_toks=batches[1][1]), disable_tqdm=True)
+        found = _first_steps(probe, batches[1][1])
+        eos = max((t for t in found if t > 6), key=lambda t: (len(found[t]), -max(found[t].values())))
+        assert len(found[eos]) == 2 and max(found[eos].values()) < batches[1][1] - 1  # every row emits it early
+        hf, fast = _pair(random_model, {"prefill_tokens": 16})
+        for lm in (hf, fast):
+            lm.model.generation_config.eos_token_id = eos
     a_seen, b_seen = _record_generate(hf), _record_generate(fast)
-    for prompts, n in ((PROMPTS[:4], 24), (PROMPTS[4:7], 12), (PROMPTS[:1], 6)):
+    for prompts, n in batches:
         reqs = _requests(prompts, max_gen_toks=n)
         assert hf.generate_until(reqs, disable_tqdm=True) == fast.generate_until(reqs, disable_tqdm=True)
     for x, y in zip(a_seen, b_seen, strict=True):
-        assert torch.equal(x, y)
-    assert [s.batch for s in fast.stats] == [4, 3, 1] and {s.path for s in fast.stats} == {"fast"}
+        assert torch.equal(x, y)  # same width: the batch ended at the same step
+    if early_eos:
+        assert b_seen[1].shape[1] - fast.stats[1].prompt_len < batches[1][1]  # that batch ended at its EOS
+        assert max(st.prefill_chunks for st in fast.stats) > 1
+    assert [s.batch for s in fast.stats] == [4, 2, 1] and {s.path for s in fast.stats} == {"fast"}
     assert len(fast._slots) == 1 and fast._slots[0].batch == 4  # the first batch's cache served the later ones
     assert len({s.cache_len for s in fast.stats}) == 1
     # a cache whose extra reads would exceed the budget is not reused: a new one is made
