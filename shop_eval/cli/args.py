@@ -23,7 +23,17 @@ from typing import Any
 
 from ..options import choice_list, float_in, http_url, int_in, nonempty, option
 
-__all__ = ["add_options", "choice_list", "float_in", "from_namespace", "http_url", "int_in", "nonempty", "option"]
+__all__ = [
+    "add_command",
+    "add_options",
+    "choice_list",
+    "float_in",
+    "from_namespace",
+    "http_url",
+    "int_in",
+    "nonempty",
+    "option",
+]
 
 
 def _unwrap(tp: Any) -> tuple[Any, bool]:
@@ -98,3 +108,12 @@ def from_namespace(cls: type, ns: argparse.Namespace) -> Any:
             v = f.default_factory()
         values[f.name] = v
     return cls(**values)
+
+
+def add_command(sub, name: str, options: type, run, help: str, description: str | None = None):
+    """One subcommand: its parser (``description`` shown as written), the flags of the ``options`` dataclass,
+    and what :func:`shop_eval.cli.main` calls (``run(options)``).  Returns the parser for extra arguments."""
+    p = sub.add_parser(name, help=help, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_options(p, options)
+    p.set_defaults(_options=options, _run=run)
+    return p

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from ..errors import DataError
 from ..io import Outputs
 from ..loaders import FORMATS, load_records
-from .args import add_options, option
+from .args import add_command, option
 
 
 @dataclass
@@ -22,9 +22,7 @@ class ConvertOptions:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("convert", help="convert any supported data format to ShopBench JSONL", description=__doc__)
-    add_options(p, ConvertOptions)
-    p.set_defaults(_options=ConvertOptions, _run=run)
+    add_command(sub, "convert", ConvertOptions, run, "convert any supported data format to ShopBench JSONL", __doc__)
 
 
 def run(opts: ConvertOptions) -> int:

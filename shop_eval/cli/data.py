@@ -33,7 +33,7 @@ from ..io import Outputs
 from ..loaders import FORMATS, LoadResult, load_records
 from ..options import float_in, int_in, option
 from ..records import TASK_TYPES
-from .args import add_options
+from .args import add_command
 
 
 def _language(code: str) -> str:
@@ -118,9 +118,7 @@ def register(sub) -> None:
         ("sft", SftOptions, run_sft, "ShopBench records (any format) -> axolotl chat JSONL, stratified split"),
         ("decontam", DecontamOptions, run_decontam, "remove training rows that overlap evaluation sets; report"),
     ):
-        c = dsub.add_parser(name, help=help_)
-        add_options(c, cls)
-        c.set_defaults(_options=cls, _run=fn)
+        add_command(dsub, name, cls, fn, help_)
 
 
 def _report_path(out: str, given: str | None) -> Path:

@@ -4,7 +4,6 @@ OUT`` and ``shop-eval tiny-model OUT``: its first two stages on their own.  The 
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass
 
@@ -12,7 +11,7 @@ from ..demo import PRESETS, StageError
 from ..demo import __doc__ as DEMO_DOC
 from ..errors import ShopEvalError
 from ..options import float_in, int_in, option
-from .args import add_options
+from .args import add_command
 
 
 @dataclass
@@ -45,20 +44,12 @@ class StageFailed(ShopEvalError):
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="the whole pipeline offline on CPU: data -> tiny model -> CPT -> SFT -> eval -> leaderboard",
-        description=DEMO_DOC,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_options(p, DemoOptions)
-    p.set_defaults(_options=DemoOptions, _run=run_demo)
-    s = sub.add_parser("sample-data", help="write the sample corpus, train/test ShopBench JSONL and SFT chat rows")
-    add_options(s, SampleDataOptions)
-    s.set_defaults(_options=SampleDataOptions, _run=run_sample_data)
-    t = sub.add_parser("tiny-model", help="build the tiny Llama base model from scratch (tokenizer + pretraining)")
-    add_options(t, TinyOptions)
-    t.set_defaults(_options=TinyOptions, _run=run_tiny)
+    help_ = "the whole pipeline offline on CPU: data -> tiny model -> CPT -> SFT -> eval -> leaderboard"
+    add_command(sub, "demo", DemoOptions, run_demo, help_, DEMO_DOC)
+    help_ = "write the sample corpus, train/test ShopBench JSONL and SFT chat rows"
+    add_command(sub, "sample-data", SampleDataOptions, run_sample_data, help_)
+    help_ = "build the tiny Llama base model from scratch (tokenizer + pretraining)"
+    add_command(sub, "tiny-model", TinyOptions, run_tiny, help_)
 
 
 def run_demo(opts: DemoOptions) -> int:

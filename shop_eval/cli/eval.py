@@ -4,7 +4,6 @@ GPU or N GPUs; ``make eval MODEL=... [ADAPTER=...] [NUM_GPUS=N] [EVAL_BACKEND=vl
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 from ..eval_launch import (
@@ -17,18 +16,12 @@ from ..eval_launch import (
     run_command,
 )
 from ..eval_launch import __doc__ as LAUNCH_DOC
-from .args import add_options
+from .args import add_command
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "eval",
-        help="run lm-eval on the shop_* tasks (CPU, one GPU, or N GPUs data-parallel / vllm)",
-        description=LAUNCH_DOC,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_options(p, EvalSpec)
-    p.set_defaults(_options=EvalSpec, _run=run)
+    help_ = "run lm-eval on the shop_* tasks (CPU, one GPU, or N GPUs data-parallel / vllm)"
+    add_command(sub, "eval", EvalSpec, run, help_, LAUNCH_DOC)
 
 
 def run(spec: EvalSpec) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..io import Outputs
 from ..leaderboard import build_leaderboard, render_markdown, render_png
-from .args import add_options, option
+from .args import add_command, option
 
 
 def _names(text: str) -> list[str]:
@@ -45,10 +45,8 @@ class LeaderboardOptions:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("leaderboard", help="lm-eval results of several models -> leaderboard JSON / Markdown / PNG",
-                       description=__doc__)  # fmt: skip
-    add_options(p, LeaderboardOptions)
-    p.set_defaults(_options=LeaderboardOptions, _run=run)
+    help_ = "lm-eval results of several models -> leaderboard JSON / Markdown / PNG"
+    add_command(sub, "leaderboard", LeaderboardOptions, run, help_, __doc__)
 
 
 def run(opts: LeaderboardOptions) -> int:

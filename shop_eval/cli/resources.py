@@ -14,7 +14,7 @@ from pathlib import Path
 from .. import resources
 from ..errors import UsageError
 from ..io import Outputs
-from .args import add_options, option
+from .args import add_command, option
 
 
 @dataclass
@@ -33,18 +33,27 @@ class CopyOptions:
 def register(sub) -> None:
     t = sub.add_parser("tasks", help="the packaged lm-eval tasks: their include path, their names")
     tsub = t.add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
-    p = tsub.add_parser("path", help="print the folder to pass to lm_eval --include_path")
-    p.set_defaults(_options=NoOptions, _run=lambda o: print(resources.tasks_dir()))
-    p = tsub.add_parser("ls", help="list the task and group names")
-    p.set_defaults(_options=NoOptions, _run=lambda o: print("\n".join(resources.task_names())))
+    add_command(
+        tsub,
+        "path",
+        NoOptions,
+        lambda o: print(resources.tasks_dir()),
+        "print the folder to pass to lm_eval --include_path",
+    )
+    add_command(
+        tsub, "ls", NoOptions, lambda o: print("\n".join(resources.task_names())), "list the task and group names"
+    )
 
     r = sub.add_parser("recipes", help="the packaged axolotl recipes: list them, copy one out to edit")
     rsub = r.add_subparsers(dest="recipes_command", required=True, metavar="ACTION")
-    p = rsub.add_parser("ls", help="list the recipes and their configs")
-    p.set_defaults(_options=NoOptions, _run=lambda o: print("\n".join(resources.recipe_names())))
-    p = rsub.add_parser("cp", help="copy a recipe to a file or folder")
-    add_options(p, CopyOptions)
-    p.set_defaults(_options=CopyOptions, _run=copy_recipe)
+    add_command(
+        rsub,
+        "ls",
+        NoOptions,
+        lambda o: print("\n".join(resources.recipe_names())),
+        "list the recipes and their configs",
+    )
+    add_command(rsub, "cp", CopyOptions, copy_recipe, "copy a recipe to a file or folder")
 
 
 def copy_recipe(opts: CopyOptions) -> int:

@@ -23,7 +23,7 @@ from ..loaders import FORMATS, load_records
 from ..prompts import format_answer
 from ..scoring import DEFAULT_PROTOCOLS, PROTOCOLS, ScoreResult, label_sets, score_rows
 from ..scoring.predictions import read_predictions
-from .args import add_options, choice_list, option
+from .args import add_command, choice_list, option
 
 
 @dataclass
@@ -49,16 +49,8 @@ class ScoreOptions:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("score", help="score model responses under the official, flexible and shoppingmmlu protocols",
-                       description=__doc__, formatter_class=_raw())  # fmt: skip
-    add_options(p, ScoreOptions)
-    p.set_defaults(_options=ScoreOptions, _run=run)
-
-
-def _raw():
-    import argparse
-
-    return argparse.RawDescriptionHelpFormatter
+    help_ = "score model responses under the official, flexible and shoppingmmlu protocols"
+    add_command(sub, "score", ScoreOptions, run, help_, __doc__)
 
 
 def run(opts: ScoreOptions) -> int:

@@ -12,7 +12,6 @@ details.  The library: :mod:`shop_eval.synth`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -24,19 +23,14 @@ import sys
 from ..errors import ShopEvalError, UsageError
 from ..synth import Synthesizer, SynthOptions
 from ..synth.redact import Redactor
-from .args import add_options
+from .args import add_command
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "synth",
-        help="generate synthetic ShopBench training data from an OpenAI-compatible endpoint (resumable)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_options(p, SynthOptions)
+    help_ = "generate synthetic ShopBench training data from an OpenAI-compatible endpoint (resumable)"
+    p = add_command(sub, "synth", SynthOptions, run, help_, __doc__)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
-    p.set_defaults(progress=None, _options=SynthOptions, _run=run)  # progress: None = on a terminal
+    p.set_defaults(progress=None)  # None = on a terminal
 
 
 def run(opts: SynthOptions) -> int:
