@@ -94,12 +94,6 @@ def budget_group_max_gen_toks() -> dict[str, int]:
 MAX_GEN_TOKS = budget_group_max_gen_toks()
 
 
-def kv_bytes_per_token(cfg: dict, dtype_bytes: int = 2) -> int:
-    """Keys + values of one token over all layers."""
-    head_dim = cfg["hidden_size"] // cfg["num_attention_heads"]
-    return 2 * cfg["num_hidden_layers"] * cfg["num_key_value_heads"] * head_dim * dtype_bytes
-
-
 def task_commands(batch_size: int) -> dict[str, str]:
     """The equivalent lm_eval CLI of each setting (for the docs; the script calls the same API)."""
     base = "lm_eval --model hf --model_args pretrained=MODEL,dtype=bfloat16 --include_path lm_eval_tasks"
@@ -355,6 +349,18 @@ class Clock:
         return out
 
 
+def task_samples(lm, rows: list[dict]) -> tuple[list[dict], int]:
+    """A task's logged samples, one per document (lm-eval logs one per document *and filter pipeline*), and
+    the tokens in their generated texts (pads after an early stop not counted)."""
+    samples = list({s["doc_id"]: s for s in rows}.values())
+    generated = sum(
+        len(lm.tok_encode(s["resps"][0][0], add_special_tokens=False))
+        for s in samples
+        if isinstance(s["resps"][0][0], str)
+    )
+    return samples, generated
+
+
 def run_task(lm, task: str, tm, limit: int | None, gen_kwargs: str | None, sync=lambda: None, floor=None):
     """One task through ``simple_evaluate``: wall clock, the model-time split, the scores and the responses
     (``_responses``: doc_id -> the first response, kept out of the result file)."""
@@ -372,12 +378,7 @@ def run_task(lm, task: str, tm, limit: int | None, gen_kwargs: str | None, sync=
             bootstrap_iters=0,
         )
     secs = time.perf_counter() - t0
-    # one logged sample per document *and filter pipeline*: keep one per document
-    samples = list({s["doc_id"]: s for s in res["samples"][task]}.values())
-    new_tokens = 0
-    for s in samples:
-        if isinstance(s["resps"][0][0], str):
-            new_tokens += len(lm.tok_encode(s["resps"][0][0], add_special_tokens=False))
+    samples, new_tokens = task_samples(lm, res["samples"][task])
     metrics = {k: v for k, v in res["results"][task].items() if isinstance(v, int | float)}
     inner = clock.summary(floor)
     return {
@@ -414,11 +415,8 @@ def run_group(lm, tm, limit: int | None, sync=lambda: None, floor=None, types=No
         t = task_type[task]
         if types is not None and t not in types:
             continue
-        samples = list({s["doc_id"]: s for s in rows}.values())
-        n += len(samples)
-        for s in samples:
-            if isinstance(s["resps"][0][0], str):
-                new_tokens += len(lm.tok_encode(s["resps"][0][0], add_special_tokens=False))
+        samples, generated = task_samples(lm, rows)
+        n, new_tokens = n + len(samples), new_tokens + generated
         per_task[t] = {
             "task": task,
             "examples": len(samples),
@@ -863,9 +861,8 @@ def equiv_tiny(work: Path, data: Path, device: str, batch_size: int, limit: int 
     result: dict = {"dtype": dtype, "tasks": tasks, "models": {}}
     for label, path in (("as_built", tiny), ("no_early_eos", long)):
         runs = {}
-        variants = [("hf", HFLM, {}), ("hf-fast", FastHFLM, {})]
-        for name, cls, kw in variants:
-            lm = cls(pretrained=str(path), dtype=dtype, device=device, batch_size=batch_size, **kw)
+        for name, cls in (("hf", HFLM), ("hf-fast", FastHFLM)):
+            lm = cls(pretrained=str(path), dtype=dtype, device=device, batch_size=batch_size)
             t0 = time.perf_counter()
             runs[name] = lm_eval.simple_evaluate(
                 model=lm, tasks=tasks, task_manager=tm, limit=limit, log_samples=True, bootstrap_iters=0
@@ -877,26 +874,27 @@ def equiv_tiny(work: Path, data: Path, device: str, batch_size: int, limit: int 
             del lm
             if device == "cuda":
                 torch.cuda.empty_cache()
-        for other in [name for name, _, _ in variants[1:]]:
-            per_task, n, same = {}, 0, 0
-            for t in tasks:
-                a = {s["doc_id"]: response(s) for s in runs["hf"]["samples"][t]}
-                b = {s["doc_id"]: response(s) for s in runs[other]["samples"][t]}
-                c = compare_responses(a, b)
-                c["scores_identical"] = runs["hf"]["results"][t] == runs[other]["results"][t]
-                per_task[t] = c
-                n, same = n + c["compared"], same + c["identical"]
-            key = label if other == "hf-fast" else f"{label}_{other}"
-            result["models"][key] = {
-                "responses": n,
-                "identical": same,
-                "scores_identical_all_tasks": all(c["scores_identical"] for c in per_task.values()),
-                "seconds": {k: round(runs[k]["_seconds"], 2) for k in ("hf", other)},
-                "fast_paths": runs[other].get("_paths"),
-                "fast_graph_calls": runs[other].get("_graphs"),
-                "tasks": per_task,
-            }
-            print(json.dumps({"equiv_tiny": key, **{k: v for k, v in result["models"][key].items() if k != "tasks"}}))
+        per_task, n, same = {}, 0, 0
+        for t in tasks:
+            a = {s["doc_id"]: response(s) for s in runs["hf"]["samples"][t]}
+            b = {s["doc_id"]: response(s) for s in runs["hf-fast"]["samples"][t]}
+            c = compare_responses(a, b)
+            c["scores_identical"] = runs["hf"]["results"][t] == runs["hf-fast"]["results"][t]
+            per_task[t] = c
+            n, same = n + c["compared"], same + c["identical"]
+        result["models"][label] = {
+            "responses": n,
+            "identical": same,
+            "scores_identical_all_tasks": all(c["scores_identical"] for c in per_task.values()),
+            "seconds": {k: round(v["_seconds"], 2) for k, v in runs.items()},
+            "fast_paths": runs["hf-fast"].get("_paths"),
+            "fast_graph_calls": runs["hf-fast"].get("_graphs"),
+            "tasks": per_task,
+        }
+        print(
+            json.dumps({"equiv_tiny": label, **{k: v for k, v in result["models"][label].items() if k != "tasks"}}),
+            flush=True,
+        )
     return result
 
 
@@ -1005,12 +1003,13 @@ def main(argv=None) -> int:
 
     bw = measure_bandwidth(device)
     from bench.train_throughput import build_model
+    from shop_eval.hf_fast import kv_bytes_per_token
 
     model = build_model(cfg, device).eval()
     tok = AutoTokenizer.from_pretrained(TOKENIZER)
     p = common.count_params(cfg)
     weight_bytes = 2 * p.linear if device == "cuda" else 4 * p.linear
-    kvb = kv_bytes_per_token(cfg, 2 if device == "cuda" else 4)
+    kvb = kv_bytes_per_token(model.config, 2 if device == "cuda" else 4)
     floor = {"weight_bytes": weight_bytes, "kv_bytes_per_token": kvb, "bytes_s": bw}
     extra.update(
         {

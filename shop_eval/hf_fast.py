@@ -106,6 +106,20 @@ SLOT_LENGTH_STEP = 64  # static caches are allocated in multiples of this many t
 SLOT_REUSE_EXCESS_BYTES = 512 * 2**30
 
 
+def kv_shape(config) -> tuple[int, int, int]:
+    """(layers, key/value heads, head dim) of a decoder config: the shape of its KV cache per token."""
+    cfg = config.get_text_config(decoder=True)
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return cfg.num_hidden_layers, heads, head_dim
+
+
+def kv_bytes_per_token(config, element_size: int) -> int:
+    """Keys and values of one cached token over all layers."""
+    layers, heads, head_dim = kv_shape(config)
+    return layers * 2 * heads * head_dim * element_size
+
+
 def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
@@ -170,9 +184,7 @@ class _Slot:
     """A static KV cache and the decode step's fixed-address buffers for one (batch, cache length)."""
 
     def __init__(self, model, batch: int, length: int, device, dtype, eos: list[int], pad: int):
-        cfg = model.config.get_text_config(decoder=True)
-        kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        _, kv_heads, head_dim = kv_shape(model.config)
         self.batch, self.length = batch, length
         self.cache = StaticCache(config=model.config, max_cache_len=length)
         self.cache.early_initialization(batch, kv_heads, head_dim, dtype, device)
@@ -331,10 +343,7 @@ class FastHFLM(HFLM):
 
     def _kv_bytes_per_token(self) -> int:
         """Keys and values of one cached token over all layers, in the cache's dtype."""
-        cfg = self._base.config.get_text_config(decoder=True)
-        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        return cfg.num_hidden_layers * 2 * heads * head_dim * next(self._base.parameters()).element_size()
+        return kv_bytes_per_token(self._base.config, next(self._base.parameters()).element_size())
 
     def _get_slot(self, batch: int, needed: int, eos: list[int], pad: int, steps: int) -> _Slot:
         """A static cache (and its graph) for ``batch`` rows and ``needed`` positions: a kept one that is at least
