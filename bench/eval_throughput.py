@@ -496,6 +496,8 @@ def parse_args(argv=None):
     ap.add_argument("--out")
     ap.add_argument("--dry-run", action="store_true", help="CPU: a few examples, tiny model")
     args = ap.parse_args(argv)
+    if args.cprofile and ("_group" not in args.cprofile or args.cprofile not in args.settings.split(",")):
+        ap.error(f"--cprofile {args.cprofile}: name one of the _group settings in --settings")
     if args.tiny:
         args.shape = "tiny"
     if args.dry_run:
