@@ -15,7 +15,8 @@ lacks), the same model as the training benchmark (Yi-9B's shape, random bf16 wei
 
 Suffixes: ``_nocudnn`` (torch's cuDNN SDPA backend disabled in the process), ``_stop`` (each generation stops
 after its true answer's length, as a trained model would: random weights never emit EOS), ``_eager``
-(``hf-fast`` without CUDA graphs), ``_group`` (the same settings as one run of the ``shopbench_budget`` group,
+(``hf-fast`` without CUDA graphs), ``_nonorm`` (``hf-fast`` with ``fused_norm=false``), ``_effdec``
+(``hf-fast`` with ``cudnn_decode=false``: the decode step's attention by the memory-efficient kernel), ``_group`` (the same settings as one run of the ``shopbench_budget`` group,
 ``lm_eval --tasks shopbench_budget``, instead of one run a task: lm-eval's per-run costs paid once; the whole
 run is timed, ``one_run`` and ``whole_sample`` in the result).
 
@@ -1049,7 +1050,13 @@ def main(argv=None) -> int:
         if default:
             lm, limit = HFLM(batch_size=1, **HFLM_kw), args.default_per_type
         elif setting.startswith("fast"):
-            lm = fast_cls(batch_size=args.batch_size, cuda_graphs="_eager" not in setting, **HFLM_kw)
+            lm = fast_cls(
+                batch_size=args.batch_size,
+                cuda_graphs="_eager" not in setting,
+                fused_norm="auto" if "_nonorm" not in setting else False,
+                cudnn_decode="auto" if "_effdec" not in setting else False,
+                **HFLM_kw,
+            )
             lm.forced, limit = forced, args.per_type
         else:
             lm, limit = HFLM(batch_size=args.batch_size, **HFLM_kw), args.per_type

@@ -21,7 +21,10 @@ what ``generate`` would do greedily with no logits processor (otherwise it falls
   finished filler rows) while the extra cache it reads stays small against the cost of a new capture;
 * attention in the decode step reads the grouped K/V heads directly (query heads of one K/V head as
   extra query rows) instead of materialising repeated K/V heads, which is what ``sdpa`` does whenever a
-  padding mask is present.
+  padding mask is present;
+* in every forward pass of the fast paths (prefill, decode, log-likelihood) the model's RMS norms run as
+  torch's fused RMS-norm kernel (two kernels instead of seven a norm), where a check on the model's own
+  weights shows the module computes exactly that formula (Llama's: ``weight * rms_norm(x)``).
 
 Log-likelihood requests go through lm-eval's own code, in groups of similar length (``prefill_tokens``
 padded tokens of distinct contexts a group) so that a batch is only as wide as its longest member; lm-eval
@@ -40,8 +43,9 @@ Use::
 (any ``lm_eval`` arguments; the module registers ``hf-fast`` with lm-eval, then runs lm-eval's command
 line).  ``--model_args`` are ``hf``'s plus ``fast_decode`` (default true), ``cuda_graphs`` (default true;
 CUDA only), ``cudnn_sdpa`` (default false: torch's cuDNN SDPA backend is left out, whose plans are rebuilt
-for every new shape), ``prefill_tokens`` (default 8192; 0: whole batches, as ``hf``) and ``graph_slots``
-(static caches + graphs kept, default 2).
+for every new shape), ``prefill_tokens`` (default 8192; 0: whole batches, as ``hf``), ``graph_slots``
+(static caches + graphs kept, default 2), ``fused_norm`` and ``cudnn_decode`` (cuDNN's attention kernel first
+in the decode step; both default to on with CUDA, off elsewhere).
 """
 
 from __future__ import annotations
@@ -120,6 +124,10 @@ def kv_bytes_per_token(config, element_size: int) -> int:
     return layers * 2 * heads * head_dim * element_size
 
 
+def _is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() == "auto"
+
+
 def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
@@ -161,6 +169,48 @@ def grouped_decode_attention(
 
 
 AttentionInterface.register(DECODE_ATTENTION, grouped_decode_attention)
+
+
+def _fused_rms_norm_forward(module: torch.nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
+    """Llama's RMSNorm (float32 statistics, the normalised input rounded to the input's dtype, then times the
+    weight) through torch's fused RMS-norm kernel."""
+    normed = F.rms_norm(hidden_states, (hidden_states.shape[-1],), eps=module.variance_epsilon)
+    return module.weight * normed
+
+
+def fusable_rms_norms(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The model's RMS-norm modules whose forward is Llama's formula, shown on the modules' own weights: for each
+    class (a leaf module named ``*RMSNorm`` with a 1-D ``weight`` and a float ``variance_epsilon``), its forward on
+    a random input must equal :func:`_fused_rms_norm_forward`'s to within one rounding of the input's dtype on
+    every module of that class.  A norm with another formula (Gemma's ``1 + weight``, an offset, no weight)
+    differs by far more and is left alone."""
+    by_class: dict[type, list[torch.nn.Module]] = {}
+    for m in model.modules():
+        w = getattr(m, "weight", None)
+        if (
+            type(m).__name__.endswith("RMSNorm")
+            and not any(True for _ in m.children())
+            and isinstance(w, torch.Tensor)
+            and w.dim() == 1
+            and isinstance(getattr(m, "variance_epsilon", None), float)
+        ):
+            by_class.setdefault(type(m), []).append(m)
+    found: list[torch.nn.Module] = []
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    with torch.no_grad():
+        for mods in by_class.values():
+            ok = True
+            for m in mods:
+                w = m.weight
+                x = (3 * torch.randn(4, w.shape[0], generator=gen)).to(device=w.device, dtype=w.dtype)
+                want, got = type(m).forward(m, x), _fused_rms_norm_forward(m, x)
+                tol = 2 * torch.finfo(want.dtype).eps * want.abs() + torch.finfo(want.dtype).tiny
+                if want.shape != got.shape or want.dtype != got.dtype or bool(((want - got).abs() > tol).any()):
+                    ok = False
+                    break
+            if ok:
+                found.extend(mods)
+    return found
 
 
 @dataclass
@@ -247,9 +297,15 @@ class FastHFLM(HFLM):
         cudnn_sdpa: bool | str = False,
         graph_slots: int | str = 2,
         prefill_tokens: int | str = 8192,
+        fused_norm: bool | str = "auto",
+        cudnn_decode: bool | str = "auto",
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
+        on_cuda = self.device.type == "cuda"
+        self.fused_norm = on_cuda if _is_auto(fused_norm) else _truthy(fused_norm)
+        self._norms: list[torch.nn.Module] | None = None  # found on first use
+        self.cudnn_decode = on_cuda if _is_auto(cudnn_decode) else _truthy(cudnn_decode)
         self.prefill_tokens = max(0, int(prefill_tokens))
         self.fast_decode = _truthy(fast_decode)
         self.cuda_graphs = _truthy(cuda_graphs)
@@ -275,6 +331,22 @@ class FastHFLM(HFLM):
 
         return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
+    def _decode_backends(self):
+        """The decode step's SDPA backends: as the rest (``_sdpa_backends``), or with ``cudnn_decode`` cuDNN's first
+        (the step's shapes are fixed, so its plan is built once, before the capture; a shape cuDNN cannot run
+        goes to the next backend that can)."""
+        if not self.cudnn_decode or self.device.type != "cuda":
+            return nullcontext()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        order = [
+            SDPBackend.CUDNN_ATTENTION,
+            SDPBackend.FLASH_ATTENTION,
+            SDPBackend.EFFICIENT_ATTENTION,
+            SDPBackend.MATH,
+        ]
+        return sdpa_kernel(order, set_priority=True)
+
     def _autocast(self):
         return torch.autocast(
             device_type=self.device.type,
@@ -291,6 +363,22 @@ class FastHFLM(HFLM):
             yield
         finally:
             cfg._attn_implementation = old
+
+    @contextmanager
+    def _fused_norms(self):
+        """The model's Llama-formula RMS norms through torch's fused kernel for the block (``fused_norm``)."""
+        if not self.fused_norm:
+            yield
+            return
+        if self._norms is None:
+            self._norms = fusable_rms_norms(self._base)
+        for m in self._norms:
+            m.forward = _fused_rms_norm_forward.__get__(m)
+        try:
+            yield
+        finally:
+            for m in self._norms:
+                m.__dict__.pop("forward", None)
 
     def _warn_once(self, reason: str) -> None:
         if reason not in self._warned:
@@ -396,7 +484,7 @@ class FastHFLM(HFLM):
         """lm-eval's own log-likelihood code, called on groups of requests of similar length (at most
         ``prefill_tokens`` padded tokens of distinct contexts a group, requests sharing a context together),
         so that a batch is only as wide as its longest request rather than the whole set's longest."""
-        with torch.no_grad(), self._sdpa_backends():
+        with torch.no_grad(), self._sdpa_backends(), self._fused_norms():
             if not self.prefill_tokens or self.backend != "causal" or len(requests) < 2:
                 return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
 
@@ -430,7 +518,7 @@ class FastHFLM(HFLM):
     def _step(self, s: _Slot) -> None:
         """Feed ``s.tok`` (cache slot ``s.slot``), produce token ``s.step``; device ops only."""
         s.mask.index_fill_(3, s.slot, 0.0)
-        with self._decode_attention():
+        with self._decode_attention(), self._decode_backends():
             logits = self.model(
                 input_ids=s.tok, position_ids=s.pos, attention_mask=s.mask, past_key_values=s.cache, use_cache=True
             ).logits
@@ -486,7 +574,7 @@ class FastHFLM(HFLM):
                 )
             )
             return out
-        with torch.no_grad(), self._autocast(), self._sdpa_backends():
+        with torch.no_grad(), self._autocast(), self._sdpa_backends(), self._fused_norms():
             return self._fast_generate(context, generation_kwargs.get("attention_mask"), max_length, stop, **plan)
 
     def _fast_generate(self, context, attention_mask, max_length: int, stop: list[str], eos: list[int], pad: int):

@@ -323,6 +323,75 @@ def test_grouped_decode_attention_equals_attention_over_repeated_heads():
     assert torch.allclose(out.double(), ref, atol=1e-5)
 
 
+class GemmaLikeRMSNorm(torch.nn.Module):
+    """An RMS norm of another formula (Gemma's: times ``1 + weight``, the weight stored as zeros)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(d))
+        self.variance_epsilon = 1e-6
+
+    def forward(self, x):
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+        return (x32 * (1.0 + self.weight.float())).to(x.dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_rms_norm_replaces_only_norms_of_llamas_formula(dtype):
+    """Every Llama RMS norm (trained-like weights) is found and the fused forward equals its own (float32: exactly;
+    bfloat16: within one rounding); a norm of another formula in the same model is left alone."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from shop_eval.hf_fast import _fused_rms_norm_forward, fusable_rms_norms
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4)
+    model = LlamaForCausalLM(cfg).to(dtype)
+    for m in model.modules():
+        if type(m).__name__ == "LlamaRMSNorm":
+            m.weight.data.normal_(1.0, 0.3)
+    model.other = GemmaLikeRMSNorm(32).to(dtype)
+    found = fusable_rms_norms(model)
+    assert len(found) == 2 * 3 + 1 and all(type(m).__name__ == "LlamaRMSNorm" for m in found)
+    assert model.other not in found
+    x = (5 * torch.randn(2, 7, 32)).to(dtype)
+    for m in found:
+        want, got = m(x), _fused_rms_norm_forward(m, x)
+        if dtype == torch.float32:
+            assert torch.equal(want, got)
+        else:
+            assert torch.allclose(want.float(), got.float(), rtol=2 * 2**-7, atol=0)
+    assert fusable_rms_norms(GemmaLikeRMSNorm(32)) == []
+
+
+def test_fused_norms_in_the_fast_paths_give_generates_tokens(random_model, monkeypatch):
+    """``fused_norm=true`` (the CUDA default) on the CPU: the norms run through the fused forward during the prefill
+    and every decode step, the tokens equal generate's, and the modules have their own forward back afterwards."""
+    import shop_eval.hf_fast as hf_fast
+
+    calls = []
+    original = hf_fast._fused_rms_norm_forward
+
+    def counted(module, x):
+        calls.append(tuple(x.shape))
+        return original(module, x)
+
+    monkeypatch.setattr(hf_fast, "_fused_rms_norm_forward", counted)
+    hf, fast = _pair(random_model, {"fused_norm": "true"})
+    assert fast.fused_norm and not fast.cudnn_decode  # cudnn_decode's auto: CUDA only
+    a_seen, b_seen = _record_generate(hf), _record_generate(fast)
+    reqs = _requests(PROMPTS, max_gen_toks=12)
+    assert hf.generate_until(reqs, disable_tqdm=True) == fast.generate_until(reqs, disable_tqdm=True)
+    for x, y in zip(a_seen, b_seen, strict=True):
+        assert torch.equal(x, y)
+    assert {s.path for s in fast.stats} == {"fast"}
+    assert len(fast._norms) == 5  # 2 layers x 2 + the final norm
+    in_model = [shape for shape in calls if len(shape) == 3]  # the check on load runs [4, hidden] inputs
+    assert len({shape[1] for shape in in_model}) > 1  # prefill widths and the decode step's one position
+    assert all("forward" not in m.__dict__ for m in fast._norms)
+
+
 def test_one_forward_per_prompt_for_one_token_options(tiny_model_dir, lm_eval_env):
     """shop_multiple_choice_ll's options are one token each: lm-eval's log-likelihood path (inherited
     unchanged) runs one forward row per prompt and reads every option from it; same numbers as hf."""
