@@ -632,3 +632,26 @@ def test_eval_whole_sample_compares_one_run_with_the_per_task_runs():
         "model_time_ratio_one_run": 2.5,
     }  # fmt: skip
     assert whole_sample(rates, {"ours_stop_group": one["ours_stop_group"]}) is None  # no hf-fast run: nothing
+
+
+def test_kernel_profile_and_decode_attention_probe_run_on_the_cpu(tmp_path):
+    """The two GPU diagnostics end to end on a 2-layer model / tiny shapes: every prefill setting and decode variant
+    is reported, the fused-norm variants did replace the model's norms, and each attention kernel that runs on a
+    CPU matches the float64 reference."""
+    from bench import decode_attention_probe, kernel_profile
+
+    out = tmp_path / "k.json"
+    assert kernel_profile.main(["--tiny", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert {"prefill_tokens=128", "prefill_tokens=0", "prefill_tokens=8192+fused_norm"} <= set(res["prefill"])
+    assert res["prefill"]["prefill_tokens=128"]["chunks"] > 1 and res["prefill"]["prefill_tokens=0"]["chunks"] == 1
+    dec = res["decode"]
+    assert {k: v["norms_fused"] for k, v in dec.items()} == {"plain": 0, "fused_norm": 5, "fused_norm+cudnn": 5}
+    assert all(v["eager_profile"]["kernels"] > 0 for v in dec.values())
+    assert kernel_profile.kernel_class("nvjet_sm90_tst_192x56_64x6_4x2_h_bz_TNT") == "gemm"
+    assert kernel_profile.kernel_class("fmha_cutlassF_bf16_aligned_64x128_rf_sm80") == "attention"
+    assert kernel_profile.kernel_class("cudnn_generated_fort_native_sdpa_sm90_flash_fprop") == "attention"
+    out = tmp_path / "a.json"
+    assert decode_attention_probe.main(["--cpu", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["cache_len=64"]
+    assert rows["math"]["max_abs_err"] < 0.02 and rows["matmul_bf16"]["max_abs_err"] < 0.05
