@@ -148,9 +148,11 @@ def decode_step(lm, args, device: str, cudnn: bool) -> dict:
         dec["eager_profile"] = profile_once(lambda: lm._step(slot), device)
         if device == "cuda":
             dec["capture_s"] = round(lm._ensure_graph(slot), 3)
-    if device == "cuda":
+    if device == "cuda" and slot.graph is not None:
         dec["graph_ms"] = round(timed(slot.graph.replay, device, args.repeats * 4) * 1e3, 3)
         dec["graph_profile"] = profile_once(slot.graph.replay, device)
+    elif device == "cuda":
+        dec["capture_errors"] = list(lm.capture_errors)
     return dec
 
 

@@ -183,7 +183,8 @@ def fusable_rms_norms(model: torch.nn.Module) -> list[torch.nn.Module]:
     class (a leaf module named ``*RMSNorm`` with a 1-D ``weight`` and a float ``variance_epsilon``), its forward on
     a random input must equal :func:`_fused_rms_norm_forward`'s to within one rounding of the input's dtype on
     every module of that class.  A norm with another formula (Gemma's ``1 + weight``, an offset, no weight)
-    differs by far more and is left alone."""
+    differs by far more and is left alone, and so is a module whose forward is already replaced on the instance
+    (accelerate's device-map and offloading hooks) or whose weight is not on a device (offloaded)."""
     by_class: dict[type, list[torch.nn.Module]] = {}
     for m in model.modules():
         w = getattr(m, "weight", None)
@@ -192,6 +193,10 @@ def fusable_rms_norms(model: torch.nn.Module) -> list[torch.nn.Module]:
             and not any(True for _ in m.children())
             and isinstance(w, torch.Tensor)
             and w.dim() == 1
+            and w.is_floating_point()
+            and not w.is_meta  # offloaded (accelerate): its weight arrives through a hook
+            and "forward" not in m.__dict__  # an instance forward (accelerate's hooks, kernels) is left alone
+            and not hasattr(m, "_hf_hook")
             and isinstance(getattr(m, "variance_epsilon", None), float)
         ):
             by_class.setdefault(type(m), []).append(m)
@@ -372,13 +377,17 @@ class FastHFLM(HFLM):
             return
         if self._norms is None:
             self._norms = fusable_rms_norms(self._base)
+        before = [m.__dict__.get("forward") for m in self._norms]  # None, or an enclosing block's fused forward
         for m in self._norms:
             m.forward = _fused_rms_norm_forward.__get__(m)
         try:
             yield
         finally:
-            for m in self._norms:
-                m.__dict__.pop("forward", None)
+            for m, f in zip(self._norms, before, strict=True):
+                if f is None:
+                    m.__dict__.pop("forward", None)
+                else:
+                    m.forward = f
 
     def _warn_once(self, reason: str) -> None:
         if reason not in self._warned:
@@ -533,6 +542,28 @@ class FastHFLM(HFLM):
         s.step.add_(1)
         s.all_done.copy_(~s.unfinished.any())
 
+    def _cudnn_decode_failed(self, exc: BaseException) -> bool:
+        """After a decode step raised: if cuDNN's attention was in use, leave it out from now on (a shape it accepts
+        but has no execution plan for) and say so; True when the step is worth running again without it."""
+        if not self.cudnn_decode:
+            return False
+        self.cudnn_decode = False
+        log.warning("hf-fast: the decode step failed with cuDNN attention (%r); decoding with the other kernels", exc)
+        return True
+
+    def _eager_step(self, s: _Slot) -> None:
+        """``_step`` without a graph; a failure of cuDNN's attention is retried once without it: the layers before
+        the failing one had already written this token's keys and values and moved their cache length on, which is
+        put back first (the step's other writes come after the forward pass)."""
+        try:
+            self._step(s)
+        except RuntimeError as exc:
+            if not self._cudnn_decode_failed(exc):
+                raise
+            for layer in s.cache.layers:
+                layer.cumulative_length.copy_(s.slot[0])
+            self._step(s)
+
     def _capture(self, s: _Slot) -> float:
         t0 = time.perf_counter()
         s.mask.fill_(s.masked)
@@ -620,7 +651,7 @@ class FastHFLM(HFLM):
             if slot.graph is not None:
                 slot.graph.replay()
             else:
-                self._step(slot)
+                self._eager_step(slot)
             produced += 1
             finished = bool(slot.all_done) or stops.add(slot.out[:batch, produced - 1])
         sync()
@@ -640,6 +671,9 @@ class FastHFLM(HFLM):
         try:
             return self._capture(slot)
         except Exception as exc:  # noqa: BLE001 - an architecture the graph cannot capture: run eagerly
+            torch.cuda.synchronize()
+            if self._cudnn_decode_failed(exc):
+                return self._ensure_graph(slot)
             slot.graph_failed = True
             self.capture_errors.append(repr(exc)[:500])
             log.warning("hf-fast: CUDA-graph capture failed (%r); decoding without graphs", exc)

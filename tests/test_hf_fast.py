@@ -392,6 +392,67 @@ def test_fused_norms_in_the_fast_paths_give_generates_tokens(random_model, monke
     assert all("forward" not in m.__dict__ for m in fast._norms)
 
 
+def test_fused_norms_leave_accelerate_hooks_and_nest():
+    """A norm that carries an instance forward (accelerate's device-map / offload hook) is not fused and keeps its
+    hook after the block; an inner block's exit leaves the outer block's norms fused."""
+    from accelerate.hooks import ModelHook, add_hook_to_module
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from shop_eval.hf_fast import FastHFLM, fusable_rms_norms
+
+    class Counting(ModelHook):
+        calls = 0
+
+        def pre_forward(self, module, *args, **kwargs):
+            Counting.calls += 1
+            return args, kwargs
+
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+    model = LlamaForCausalLM(cfg)
+    add_hook_to_module(model.model.norm, Counting())
+    found = fusable_rms_norms(model)
+    assert len(found) == 4 and model.model.norm not in found
+    lm = FastHFLM.__new__(FastHFLM)  # the context's state only: no tokenizer or weights loading
+    lm.fused_norm, lm._norms, lm._model = True, None, model
+    with lm._fused_norms():
+        with lm._fused_norms():
+            pass
+        assert all("forward" in m.__dict__ for m in lm._norms)  # still fused in the outer block
+        model(torch.tensor([[1, 2, 3]]))
+    assert all("forward" not in m.__dict__ for m in lm._norms)
+    assert "forward" in model.model.norm.__dict__ and Counting.calls == 1  # the hook ran, and is still there
+    model(torch.tensor([[1, 2, 3]]))
+    assert Counting.calls == 2
+
+
+def test_a_decode_step_that_fails_with_cudnn_runs_again_without_it(random_model, monkeypatch, caplog):
+    """cuDNN accepts a shape but fails to run it (no execution plan): the step is run again with the other kernels —
+    the layers that had already written this token's keys and values are put back first — and the tokens are still
+    generate's; cuDNN stays off from then on, with one warning."""
+    from transformers import AttentionInterface
+
+    import shop_eval.hf_fast as hf_fast
+
+    hf, fast = _pair(random_model)
+    fast.cudnn_decode = True  # as on CUDA (on a CPU its context is a no-op; the failure is simulated below)
+    real = hf_fast.grouped_decode_attention
+
+    def flaky(module, query, *a, **k):
+        if fast.cudnn_decode and module.layer_idx == 1 and query.shape[2] == 1:
+            raise RuntimeError("cuDNN Frontend error: No execution plans support the graph.")
+        return real(module, query, *a, **k)
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, hf_fast.DECODE_ATTENTION, flaky)
+    a_seen, b_seen = _record_generate(hf), _record_generate(fast)
+    reqs = _requests(PROMPTS, max_gen_toks=12)
+    with caplog.at_level("WARNING", logger="shop_eval.hf_fast"):
+        assert hf.generate_until(reqs, disable_tqdm=True) == fast.generate_until(reqs, disable_tqdm=True)
+    for x, y in zip(a_seen, b_seen, strict=True):
+        assert torch.equal(x, y)
+    assert fast.cudnn_decode is False
+    assert sum("failed with cuDNN attention" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_one_forward_per_prompt_for_one_token_options(tiny_model_dir, lm_eval_env):
     """shop_multiple_choice_ll's options are one token each: lm-eval's log-likelihood path (inherited
     unchanged) runs one forward row per prompt and reads every option from it; same numbers as hf."""
