@@ -128,10 +128,34 @@ def _is_auto(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() == "auto"
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+class OptionError(ValueError):
+    """A ``--model_args`` value hf-fast cannot read (its message names the option and the value)."""
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _truthy(value: Any, name: str = "option") -> bool:
+    """A flag from ``--model_args`` (lm-eval passes ``true``/``false`` as bools, ``1``/``0`` as ints, the rest as
+    strings); anything else is an :class:`OptionError`, not a silent ``false``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise OptionError(f"hf-fast: {name}={value!r}: expected true or false")
+
+
+def _count(value: Any, name: str, least: int) -> int:
+    """A whole number from ``--model_args``, at least ``least``."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = None
+    if n is None or isinstance(value, float) and value != n or n < least:
+        raise OptionError(f"hf-fast: {name}={value!r}: expected a whole number >= {least}")
+    return n
 
 
 def grouped_decode_attention(
@@ -306,16 +330,19 @@ class FastHFLM(HFLM):
         cudnn_decode: bool | str = "auto",
         **kwargs,
     ) -> None:
+        # read every option before the model loads, so that a bad value costs no load
+        fused = None if _is_auto(fused_norm) else _truthy(fused_norm, "fused_norm")
+        cudnn = None if _is_auto(cudnn_decode) else _truthy(cudnn_decode, "cudnn_decode")
+        self.prefill_tokens = _count(prefill_tokens, "prefill_tokens", 0)
+        self.fast_decode = _truthy(fast_decode, "fast_decode")
+        self.cuda_graphs = _truthy(cuda_graphs, "cuda_graphs")
+        self.cudnn_sdpa = _truthy(cudnn_sdpa, "cudnn_sdpa")
+        self.graph_slots = _count(graph_slots, "graph_slots", 1)
         super().__init__(*args, **kwargs)
         on_cuda = self.device.type == "cuda"
-        self.fused_norm = on_cuda if _is_auto(fused_norm) else _truthy(fused_norm)
+        self.fused_norm = on_cuda if fused is None else fused
+        self.cudnn_decode = on_cuda if cudnn is None else cudnn
         self._norms: list[torch.nn.Module] | None = None  # found on first use
-        self.cudnn_decode = on_cuda if _is_auto(cudnn_decode) else _truthy(cudnn_decode)
-        self.prefill_tokens = max(0, int(prefill_tokens))
-        self.fast_decode = _truthy(fast_decode)
-        self.cuda_graphs = _truthy(cuda_graphs)
-        self.cudnn_sdpa = _truthy(cudnn_sdpa)
-        self.graph_slots = max(1, int(graph_slots))
         self._slots: list[_Slot] = []
         self._warned: set[str] = set()
         self.stats: list[GenerateStats] = []
@@ -749,7 +776,11 @@ def main(argv: list[str] | None = None) -> None:
 
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
-    cli_evaluate()
+    try:
+        cli_evaluate()
+    except OptionError as exc:  # a bad --model_args value: one line, exit 2
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

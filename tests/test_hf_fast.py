@@ -517,3 +517,44 @@ def test_a_kept_cache_serves_smaller_and_shorter_batches(random_model, early_eos
     excess = (big.batch * big.length - 1 * 2) * 10**9 * fast._kv_bytes_per_token()
     assert excess > hf_fast.SLOT_REUSE_EXCESS_BYTES
     assert fast._get_slot(1, 2, big.eos_ids, big.pad_id, 10**9) is not big
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("fused_norm", "ture", "fused_norm='ture': expected true or false"),
+        ("cuda_graphs", "2", "cuda_graphs='2': expected true or false"),
+        ("graph_slots", "0", "graph_slots='0': expected a whole number >= 1"),
+        ("prefill_tokens", "-5", "prefill_tokens='-5': expected a whole number >= 0"),
+        ("prefill_tokens", "8k", "prefill_tokens='8k': expected a whole number >= 0"),
+    ],
+)
+def test_a_bad_model_arg_is_named_before_the_model_loads(option, value, message, tmp_path):
+    """A value hf-fast cannot read is named with the option before anything is loaded (the model path here does not
+    exist: a load would fail differently)."""
+    from shop_eval import hf_fast
+
+    with pytest.raises(hf_fast.OptionError, match=message.replace("(", r"\(")):
+        hf_fast.FastHFLM(pretrained=str(tmp_path / "no-model"), **{option: value})
+
+
+def test_a_bad_model_arg_on_the_command_line_is_one_line_and_exit_2(tmp_path):
+    argv = ["--model", "hf-fast", "--model_args", f"pretrained={tmp_path / 'no-model'},fused_norm=ture"]
+    argv += ["--device", "cpu", "--include_path", str(TASKS_DIR), "--tasks", "shop_ner", "--limit", "1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "shop_eval.hf_fast", *argv], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert err[-1] == "error: hf-fast: fused_norm='ture': expected true or false"
+    assert "Traceback" not in proc.stderr
+
+
+def test_flags_read_as_lm_eval_passes_them():
+    from shop_eval.hf_fast import _count, _truthy
+
+    assert [_truthy(v) for v in (True, False, 1, 0, "true", "False", " ON ", "no", "1", "0")] == [
+        True, False, True, False, True, False, True, False, True, False
+    ]  # fmt: skip
+    assert _count("64", "x", 0) == 64 and _count(0, "x", 0) == 0
