@@ -159,6 +159,7 @@ def decode_step(lm, args, device: str, cudnn: bool) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="the 2-layer shape (CPU)")
+    ap.add_argument("--tokenizer", help="tokenizer folder (default: the bench's stand-in, bench/_carry/tokenizer)")
     ap.add_argument("--rows", type=int, default=100)
     ap.add_argument("--max-len", type=int, default=406)
     ap.add_argument("--min-len", type=int, default=180)
@@ -188,7 +189,7 @@ def main(argv=None) -> int:
     result["gemm"] = gemm_rates(cfg, device, 8192 if device == "cuda" else 256, args.decode_batch, args.repeats)
 
     model = build_model(cfg, device).eval()
-    tok = AutoTokenizer.from_pretrained(TOKENIZER)
+    tok = AutoTokenizer.from_pretrained(args.tokenizer or TOKENIZER)
     lm = FastHFLM(pretrained=model, tokenizer=tok, max_length=4096, backend="causal", batch_size=args.rows)
     g = torch.Generator().manual_seed(0)
     lengths = [

@@ -634,14 +634,14 @@ def test_eval_whole_sample_compares_one_run_with_the_per_task_runs():
     assert whole_sample(rates, {"ours_stop_group": one["ours_stop_group"]}) is None  # no hf-fast run: nothing
 
 
-def test_kernel_profile_and_decode_attention_probe_run_on_the_cpu(tmp_path):
+def test_kernel_profile_and_decode_attention_probe_run_on_the_cpu(tmp_path, tiny_model_dir):
     """The two GPU diagnostics end to end on a 2-layer model / tiny shapes: every prefill setting and decode variant
     is reported, the fused-norm variants did replace the model's norms, and each attention kernel that runs on a
     CPU matches the float64 reference."""
     from bench import decode_attention_probe, kernel_profile
 
     out = tmp_path / "k.json"
-    assert kernel_profile.main(["--tiny", "--out", str(out)]) == 0
+    assert kernel_profile.main(["--tiny", "--tokenizer", str(tiny_model_dir), "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert {"prefill_tokens=128", "prefill_tokens=0", "prefill_tokens=8192+fused_norm"} <= set(res["prefill"])
     assert res["prefill"]["prefill_tokens=128"]["chunks"] > 1 and res["prefill"]["prefill_tokens=0"]["chunks"] == 1
