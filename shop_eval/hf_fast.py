@@ -26,6 +26,9 @@ what ``generate`` would do greedily with no logits processor (otherwise it falls
   torch's fused RMS-norm kernel (two kernels instead of seven a norm), where a check on the model's own
   weights shows the module computes exactly that formula (Llama's: ``weight * rms_norm(x)``).
 
+Requests are tokenized by lm-eval's rules (``tok_encode``), but from one batched tokenizer call a distinct string
+instead of one call a string and a multiple-choice context once for every option.
+
 Log-likelihood requests go through lm-eval's own code, in groups of similar length (``prefill_tokens``
 padded tokens of distinct contexts a group) so that a batch is only as wide as its longest member; lm-eval
 already scores one-token options of a prompt from one forward pass.
@@ -54,6 +57,7 @@ import copy
 import logging
 import sys
 import time
+from array import array
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -62,6 +66,7 @@ import torch
 import torch.nn.functional as F
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
 from transformers import AttentionInterface, DynamicCache, StaticCache
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -103,6 +108,7 @@ NEUTRAL_GENERATION = {
     "prompt_lookup_num_tokens": (None,),
     "return_dict_in_generate": (None, False),
 }
+ENCODE_BATCH = 4096  # strings a batched tokenizer call (requests' tokens, ``FastHFLM._encoded``)
 SLOT_LENGTH_STEP = 64  # static caches are allocated in multiples of this many tokens
 #: a kept slot (static cache + captured graph) serves a smaller batch or a shorter generation when the cache it
 #: reads beyond what the batch needs, over all its steps, stays under this many bytes (a capture costs about
@@ -343,6 +349,7 @@ class FastHFLM(HFLM):
         self.fused_norm = on_cuda if fused is None else fused
         self.cudnn_decode = on_cuda if cudnn is None else cudnn
         self._norms: list[torch.nn.Module] | None = None  # found on first use
+        self._enc_memo: dict | None = None  # requests' tokens during loglikelihood / generate_until
         self._slots: list[_Slot] = []
         self._warned: set[str] = set()
         self.stats: list[GenerateStats] = []
@@ -415,6 +422,11 @@ class FastHFLM(HFLM):
                     m.__dict__.pop("forward", None)
                 else:
                     m.forward = f
+
+    def _warn_once_text(self, text: str) -> None:
+        if text not in self._warned:
+            self._warned.add(text)
+            log.warning("hf-fast: %s", text)
 
     def _warn_once(self, reason: str) -> None:
         if reason not in self._warned:
@@ -515,6 +527,72 @@ class FastHFLM(HFLM):
             else:
                 chunks.append(([i], max(1, lengths[i])))
         return chunks
+
+    # ------------------------------------------------------------------ tokenizing requests
+
+    @contextmanager
+    def _encoded(self, strings: set[tuple[str, bool | None]]):
+        """lm-eval tokenizes requests one string at a time, a multiple-choice context once for every option; for the
+        block, ``tok_encode`` answers the given ``(string, add_special_tokens)`` from one batched tokenizer call a
+        distinct string (what ``tok_encode`` would pass to ``encode`` for it, by lm-eval's own rules).  A spread of
+        them is checked against ``tok_encode`` itself first; any difference and the block tokenizes as lm-eval
+        does."""
+        memo: dict[tuple[str, bool | None], array] = {}
+        if strings and self._enc_memo is None:
+            prefix = self.tokenizer.decode(self.prefix_token_id)
+            groups: dict[tuple, list[tuple[str, bool | None]]] = {}
+            for key in strings:
+                kw = _add_special_kwargs(key[1], self.add_bos_token)
+                if key[1] is None and has_bos_prefix(key[0], prefix):
+                    kw["add_special_tokens"] = False
+                groups.setdefault(tuple(sorted(kw.items())), []).append(key)
+            for kw, keys in groups.items():
+                for i in range(0, len(keys), ENCODE_BATCH):
+                    part = keys[i : i + ENCODE_BATCH]
+                    ids = self.tokenizer([k[0] for k in part], **dict(kw))["input_ids"]
+                    memo.update((k, array("l", t)) for k, t in zip(part, ids, strict=True))  # 8 B a token
+            keys = list(memo)
+            probe = keys[:: max(1, len(keys) // 16)][:16]
+            own = super().tok_encode  # lm-eval's
+            if any(list(memo[k]) != own(k[0], add_special_tokens=k[1]) for k in probe):
+                self._warn_once_text("batched tokenization differs from lm-eval's tok_encode; tokenizing one at a time")
+                memo = {}
+        outer = self._enc_memo
+        if memo:
+            self._enc_memo = memo
+        try:
+            yield
+        finally:
+            self._enc_memo = outer
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, left_truncate_len=None, **kwargs):
+        memo = getattr(self, "_enc_memo", None)  # (HFLM's own __init__ may tokenize before it exists)
+        if memo is not None and not kwargs:
+            ids = memo.get((string, add_special_tokens))
+            if ids is not None:
+                ids = list(ids)
+                return ids[-left_truncate_len:] if left_truncate_len else ids
+        return super().tok_encode(
+            string, add_special_tokens=add_special_tokens, left_truncate_len=left_truncate_len, **kwargs
+        )
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        strings: set[tuple[str, bool | None]] = set()
+        if self.backend == "causal":
+            for context, continuation in (r.args for r in requests):
+                if context == "":
+                    strings.add((continuation, False))
+                    continue
+                n = len(context) - len(context.rstrip())  # lm-eval's _encode_pair moves trailing spaces
+                if n:
+                    context, continuation = context[:-n], context[-n:] + continuation
+                strings.update(((context + continuation, None), (context, None)))
+        with self._encoded(strings):
+            return super().loglikelihood(requests, disable_tqdm)
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        with self._encoded({(r.args[0], None) for r in requests}):  # lm-eval sorts the requests by these
+            return super().generate_until(requests, disable_tqdm)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
         """lm-eval's own log-likelihood code, called on groups of requests of similar length (at most

@@ -558,3 +558,65 @@ def test_flags_read_as_lm_eval_passes_them():
         True, False, True, False, True, False, True, False, True, False
     ]  # fmt: skip
     assert _count("64", "x", 0) == 64 and _count(0, "x", 0) == 0
+
+
+def _tokenized_requests(lm, requests) -> list:
+    """What ``loglikelihood`` hands to ``_loglikelihood_tokens``: ((context, continuation), context ids, ids)."""
+    seen: list = []
+
+    def record(reqs, *a, **k):
+        seen.extend(reqs)
+        return [(0.0, False)] * len(reqs)
+
+    lm._loglikelihood_tokens = record
+    lm.loglikelihood(requests, disable_tqdm=True)
+    return seen
+
+
+def _ll_requests(pairs):
+    from lm_eval.api.instance import Instance
+
+    return [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)]
+
+
+@pytest.mark.parametrize("add_bos_token", [None, True])
+def test_requests_are_tokenized_as_lm_eval_does_from_one_batched_call_a_distinct_string(
+    tiny_model_dir, monkeypatch, add_bos_token
+):
+    """Log-likelihood requests (contexts shared by several options, trailing spaces moved into the continuation, an
+    empty context, a context that starts with the BOS text, non-ASCII; with and without a BOS added) get exactly the
+    token ids lm-eval's hf gives them; the tokenizer's one-string ``encode`` runs only for the spot check, not twice
+    a request."""
+    hf, fast = _pair(tiny_model_dir, add_bos_token=add_bos_token)
+    bos = hf.tokenizer.decode(hf.prefix_token_id)
+    pairs = [(f"Question {q}: which one? Answer:", f" {o}") for q in range(6) for o in "ABCD"]
+    pairs += [("Trailing spaces   ", "B"), ("", "Only a continuation"), (bos + "Starts with BOS:", " yes")]
+    pairs += [("Größe 42, Schuhe – welche Farbe?", " braun"), ("Question 0: which one? Answer:", " A")]
+    reqs = _ll_requests(pairs)
+    want = _tokenized_requests(hf, reqs)
+    calls = []
+    original = type(fast.tokenizer).encode
+    monkeypatch.setattr(
+        type(fast.tokenizer), "encode", lambda self, *a, **k: calls.append(a) or original(self, *a, **k)
+    )
+    got = _tokenized_requests(fast, reqs)
+    assert got == want
+    assert len(calls) <= 16 < 2 * len(reqs)
+
+
+def test_a_batched_tokenization_that_differs_falls_back_to_lm_evals_own(tiny_model_dir, monkeypatch, caplog):
+    hf, fast = _pair(tiny_model_dir)
+    reqs = _ll_requests([(f"Question {q}: which one? Answer:", f" {o}") for q in range(3) for o in "AB"])
+    want = _tokenized_requests(hf, reqs)
+    real_call = type(fast.tokenizer).__call__
+
+    def off_by_one(self, text, *a, **k):
+        out = real_call(self, text, *a, **k)
+        if isinstance(text, list):
+            out["input_ids"] = [ids + [1] for ids in out["input_ids"]]
+        return out
+
+    monkeypatch.setattr(type(fast.tokenizer), "__call__", off_by_one)
+    with caplog.at_level("WARNING", logger="shop_eval.hf_fast"):
+        assert _tokenized_requests(fast, reqs) == want
+    assert any("tokenizing one at a time" in r.getMessage() for r in caplog.records)
