@@ -350,6 +350,7 @@ class FastHFLM(HFLM):
         self.cudnn_decode = on_cuda if cudnn is None else cudnn
         self._norms: list[torch.nn.Module] | None = None  # found on first use
         self._enc_memo: dict | None = None  # requests' tokens during loglikelihood / generate_until
+        self._batch_encode_ok = True  # False once a batched tokenization differed from tok_encode or failed
         self._slots: list[_Slot] = []
         self._warned: set[str] = set()
         self.stats: list[GenerateStats] = []
@@ -538,25 +539,12 @@ class FastHFLM(HFLM):
         them is checked against ``tok_encode`` itself first; any difference and the block tokenizes as lm-eval
         does."""
         memo: dict[tuple[str, bool | None], array] = {}
-        if strings and self._enc_memo is None:
-            prefix = self.tokenizer.decode(self.prefix_token_id)
-            groups: dict[tuple, list[tuple[str, bool | None]]] = {}
-            for key in strings:
-                kw = _add_special_kwargs(key[1], self.add_bos_token)
-                if key[1] is None and has_bos_prefix(key[0], prefix):
-                    kw["add_special_tokens"] = False
-                groups.setdefault(tuple(sorted(kw.items())), []).append(key)
-            for kw, keys in groups.items():
-                for i in range(0, len(keys), ENCODE_BATCH):
-                    part = keys[i : i + ENCODE_BATCH]
-                    ids = self.tokenizer([k[0] for k in part], **dict(kw))["input_ids"]
-                    memo.update((k, array("l", t)) for k, t in zip(part, ids, strict=True))  # 8 B a token
-            keys = list(memo)
-            probe = keys[:: max(1, len(keys) // 16)][:16]
-            own = super().tok_encode  # lm-eval's
-            if any(list(memo[k]) != own(k[0], add_special_tokens=k[1]) for k in probe):
-                self._warn_once_text("batched tokenization differs from lm-eval's tok_encode; tokenizing one at a time")
-                memo = {}
+        if strings and self._enc_memo is None and self._batch_encode_ok:
+            try:
+                memo = self._batch_encode(strings)
+            except Exception as exc:  # noqa: BLE001 - a tokenizer that cannot batch: lm-eval's own path
+                self._batch_encode_ok, memo = False, {}
+                self._warn_once_text(f"batched tokenization failed ({exc!r}); tokenizing one at a time")
         outer = self._enc_memo
         if memo:
             self._enc_memo = memo
@@ -564,6 +552,33 @@ class FastHFLM(HFLM):
             yield
         finally:
             self._enc_memo = outer
+
+    def _batch_encode(self, strings: set[tuple[str, bool | None]]) -> dict:
+        """The memo of :meth:`_encoded`: the strings grouped by the ``encode`` arguments lm-eval's ``tok_encode``
+        would use for each, one tokenizer call a group (``ENCODE_BATCH`` strings at a time); then the first string of
+        every group and a spread of the rest against ``tok_encode`` itself — any difference and it is empty, for
+        this call and the later ones."""
+        prefix = self.tokenizer.decode(self.prefix_token_id)
+        groups: dict[tuple, list[tuple[str, bool | None]]] = {}
+        for key in strings:
+            kw = _add_special_kwargs(key[1], self.add_bos_token)
+            if key[1] is None and has_bos_prefix(key[0], prefix):
+                kw["add_special_tokens"] = False
+            groups.setdefault(tuple(sorted(kw.items())), []).append(key)
+        memo: dict[tuple[str, bool | None], array] = {}
+        for kw, keys in groups.items():
+            for i in range(0, len(keys), ENCODE_BATCH):
+                part = keys[i : i + ENCODE_BATCH]
+                ids = self.tokenizer([k[0] for k in part], **dict(kw))["input_ids"]
+                memo.update((k, array("i", t)) for k, t in zip(part, ids, strict=True))  # 4 B a token
+        everything = list(memo)
+        probe = {keys[0] for keys in groups.values()} | set(everything[:: max(1, len(everything) // 16)][:16])
+        own = super().tok_encode  # lm-eval's
+        if any(list(memo[k]) != own(k[0], add_special_tokens=k[1]) for k in probe):
+            self._batch_encode_ok = False
+            self._warn_once_text("batched tokenization differs from lm-eval's tok_encode; tokenizing one at a time")
+            return {}
+        return memo
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, left_truncate_len=None, **kwargs):
         memo = getattr(self, "_enc_memo", None)  # (HFLM's own __init__ may tokenize before it exists)
@@ -598,6 +613,7 @@ class FastHFLM(HFLM):
         """lm-eval's own log-likelihood code, called on groups of requests of similar length (at most
         ``prefill_tokens`` padded tokens of distinct contexts a group, requests sharing a context together),
         so that a batch is only as wide as its longest request rather than the whole set's longest."""
+        self._enc_memo = None  # lm-eval has tokenized every request by now: the memo is freed before scoring
         with torch.no_grad(), self._sdpa_backends(), self._fused_norms():
             if not self.prefill_tokens or self.backend != "causal" or len(requests) < 2:
                 return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)

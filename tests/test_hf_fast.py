@@ -601,22 +601,38 @@ def test_requests_are_tokenized_as_lm_eval_does_from_one_batched_call_a_distinct
     )
     got = _tokenized_requests(fast, reqs)
     assert got == want
-    assert len(calls) <= 16 < 2 * len(reqs)
+    assert len(calls) <= 16 + 3 < 2 * len(reqs)  # the spot check: a spread of 16 and the first of each group
 
 
-def test_a_batched_tokenization_that_differs_falls_back_to_lm_evals_own(tiny_model_dir, monkeypatch, caplog):
+@pytest.mark.parametrize("fault", ["every_batch", "only_the_small_group", "no_batches"])
+def test_a_batched_tokenization_that_differs_or_fails_falls_back_to_lm_evals_own(
+    tiny_model_dir, monkeypatch, caplog, fault
+):
+    """The batched ids are wrong for every batch, or only for a group far smaller than a sixteenth of the strings
+    (the two empty contexts: ``add_special_tokens=False``), or the tokenizer cannot batch at all: the requests still
+    get lm-eval's ids, one warning says so, and later calls do not batch again."""
     hf, fast = _pair(tiny_model_dir)
-    reqs = _ll_requests([(f"Question {q}: which one? Answer:", f" {o}") for q in range(3) for o in "AB"])
+    pairs = [(f"Question {q}: which one? Answer:", f" {o}") for q in range(40) for o in "ABCD"]
+    pairs += [("", " Only a continuation"), ("", " Another one")]
+    reqs = _ll_requests(pairs)
     want = _tokenized_requests(hf, reqs)
     real_call = type(fast.tokenizer).__call__
+    batches = []
 
-    def off_by_one(self, text, *a, **k):
-        out = real_call(self, text, *a, **k)
+    def faulty(self, text, *a, **k):
         if isinstance(text, list):
+            batches.append(len(text))
+            if fault == "no_batches":
+                raise TypeError("batch input not supported")
+        out = real_call(self, text, *a, **k)
+        if isinstance(text, list) and (fault == "every_batch" or k.get("add_special_tokens") is False):
             out["input_ids"] = [ids + [1] for ids in out["input_ids"]]
         return out
 
-    monkeypatch.setattr(type(fast.tokenizer), "__call__", off_by_one)
+    monkeypatch.setattr(type(fast.tokenizer), "__call__", faulty)
     with caplog.at_level("WARNING", logger="shop_eval.hf_fast"):
         assert _tokenized_requests(fast, reqs) == want
-    assert any("tokenizing one at a time" in r.getMessage() for r in caplog.records)
+        n = len(batches)
+        assert _tokenized_requests(fast, reqs) == want
+    assert n >= 1 and len(batches) == n  # the second call went straight to lm-eval's path
+    assert sum("tokenizing one at a time" in r.getMessage() for r in caplog.records) == 1
