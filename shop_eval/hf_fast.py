@@ -4,9 +4,10 @@ that runs as one CUDA graph per step.
 Everything lm-eval does around the model stays lm-eval's own code, inherited from
 :class:`lm_eval.models.huggingface.HFLM`: model and PEFT-adapter loading (``peft=``), tokenizer, chat
 templates, request sorting and batching, left padding and left truncation of the prompts, the stop
-sequences, decoding of the new tokens and their post-processing, log-likelihood scoring.  Only
-``_model_generate`` — the call to ``model.generate`` for one padded batch — is replaced, and only for
-what ``generate`` would do greedily with no logits processor (otherwise it falls back to ``generate``):
+sequences, decoding of the new tokens and their post-processing, log-likelihood scoring (its requests are
+only tokenized in batches, below).  ``_model_generate`` — the call to ``model.generate`` for one padded
+batch — is replaced, and only for what ``generate`` would do greedily with no logits processor (otherwise it
+falls back to ``generate``):
 
 * prefill: the same forward pass ``generate`` makes (its position ids, a dynamic cache, logits of the last
   position only), run on rows of similar length together when the padded batch is larger than
