@@ -3,6 +3,7 @@ synthetic examples and the result-JSON schema.  Pure Python + torch; importable 
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import random
@@ -210,6 +211,25 @@ def device_name() -> str:
     except Exception:  # noqa: BLE001 - a device name is informative only
         pass
     return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def int_list(text: str) -> list[int]:
+    """argparse ``type=``: a comma list of whole numbers >= 0 (``4096,8192``)."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a comma list of whole numbers >= 0")
+    return values
+
+
+def check_out(ap: argparse.ArgumentParser, out: str) -> None:
+    """A result path a run can write at its end: its folder exists and it is not itself a folder (else a usage
+    error now, before the GPU work)."""
+    path = Path(out)
+    if path.is_dir() or not path.parent.is_dir():
+        ap.error(f"--out {out}: not a file in an existing folder")
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

@@ -13,6 +13,10 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common  # noqa: E402
+
 
 def variants():
     import torch
@@ -51,22 +55,27 @@ def main(argv=None) -> int:
     ap.add_argument("--kv-heads", type=int, default=4)
     ap.add_argument("--group", type=int, default=8, help="query heads per K/V head")
     ap.add_argument("--head-dim", type=int, default=128)
-    ap.add_argument("--lengths", default="448,832,1600", help="static-cache lengths")
+    ap.add_argument("--lengths", type=common.int_list, default=[448, 832, 1600], help="static-cache lengths (>= 8)")
     ap.add_argument("--layers", type=int, default=48, help="calls per graph (one per layer, each its own K/V)")
     ap.add_argument("--cpu", action="store_true")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
+    common.check_out(ap, args.out)
+    if min(args.lengths) < 8:
+        ap.error("--lengths: every static-cache length must be at least 8")
 
     import torch
 
-    device = "cpu" if args.cpu or not torch.cuda.is_available() else "cuda"
+    if not args.cpu and not torch.cuda.is_available():
+        sys.exit("no GPU: use --cpu on a CPU")
+    device = "cpu" if args.cpu else "cuda"
     if device == "cpu":
-        args.batch, args.layers, args.lengths = 2, 2, "64"
+        args.batch, args.layers, args.lengths = 2, 2, [64]
     dtype = torch.bfloat16
     g = torch.Generator(device=device).manual_seed(0)
     b, h, grp, d = args.batch, args.kv_heads, args.group, args.head_dim
     result: dict = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu", "shape": vars(args)}
-    for length in [int(x) for x in args.lengths.split(",")]:
+    for length in args.lengths:
         filled = length * 5 // 8  # a cache part-filled, rows left-padded by different amounts
         qs = [torch.randn(b, h, grp, d, generator=g, device=device, dtype=dtype) for _ in range(args.layers)]
         ks = [torch.randn(b, h, length, d, generator=g, device=device, dtype=dtype) for _ in range(args.layers)]

@@ -499,6 +499,9 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     if args.cprofile and ("_group" not in args.cprofile or args.cprofile not in args.settings.split(",")):
         ap.error(f"--cprofile {args.cprofile}: name one of the _group settings in --settings")
+    types = {t for t in args.task_types.split(",") if t}
+    if any("_group" in s for s in args.settings.split(",")) and types != set(TASK_TYPES):
+        ap.error("a _group setting runs the whole shopbench_budget group: leave --task-types at all six types")
     if args.tiny:
         args.shape = "tiny"
     if args.dry_run:
@@ -914,22 +917,18 @@ def merge_results(runs: list[tuple[str, dict]]) -> dict:
     extra: dict = {"calls": {}, "one_run": {}}
     equivalence_by_call = {}
     for label, res in runs:
-        merged = bool(res.get("calls"))  # an earlier merge: its entries keep their own sources
+        merged = bool(res.get("calls"))  # an earlier merge: its entries keep their own sources (**row wins)
         for name, tasks in res["tasks"].items():
-            per_setting[name] = {
-                t: {"source": label, **r} if merged else {**r, "source": label} for t, r in tasks.items()
-            }
+            per_setting[name] = {t: {"source": label, **r} for t, r in tasks.items()}
         if res.get("profile"):
             for name, row in res["profile"]["variants"].items():
-                profile.setdefault("variants", {})[name] = (
-                    {"source": label, **row} if merged else {**row, "source": label}
-                )
+                profile.setdefault("variants", {})[name] = {"source": label, **row}
             profile.update({k: v for k, v in res["profile"].items() if k != "variants"})
         for key in ("equiv_tiny", "cb_probe", "cprofile"):
             if res.get(key):
-                extra[key] = {"source": label, **res[key]} if merged else {**res[key], "source": label}
+                extra[key] = {"source": label, **res[key]}
         for name, g in (res.get("one_run") or {}).items():
-            extra["one_run"][name] = {"source": label, **g} if merged else {**g, "source": label}
+            extra["one_run"][name] = {"source": label, **g}
         if merged:
             equivalence_by_call.update(res.get("equivalence") or {})
             extra["calls"].update(res["calls"])

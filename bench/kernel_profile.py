@@ -33,12 +33,10 @@ CLASSES = ("gemm", "attention", "copy", "other")
 
 def kernel_class(name: str) -> str:
     n = name.lower()
-    if "fmha" in n or "flash" in n:
+    if any(k in n for k in ("fmha", "flash", "attention", "attn", "sdpa")):  # before gemm: cutlass attention kernels
         return "attention"
     if any(k in n for k in ("gemm", "cutlass", "xmma", "nvjet", "cublas", "addmm", "aten::mm", "matmul", "linear")):
         return "gemm"
-    if any(k in n for k in ("fmha", "flash", "attention", "attn", "sdpa")):
-        return "attention"
     if any(k in n for k in ("memcpy", "memset", "copy", "cat", "index")):
         return "copy"
     return "other"
@@ -163,12 +161,13 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=100)
     ap.add_argument("--max-len", type=int, default=406)
     ap.add_argument("--min-len", type=int, default=180)
-    ap.add_argument("--prefill-tokens", default="4096,8192,16384,32768,0")
+    ap.add_argument("--prefill-tokens", type=common.int_list, default=[4096, 8192, 16384, 32768, 0])
     ap.add_argument("--decode-batch", type=int, default=100)
     ap.add_argument("--decode-len", type=int, default=448)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
+    common.check_out(ap, args.out)
 
     import torch
     from transformers import AutoTokenizer
@@ -183,7 +182,7 @@ def main(argv=None) -> int:
     cfg = common.shape("tiny" if args.tiny else "yi9b")
     if args.tiny:
         args.rows, args.max_len, args.min_len, args.decode_batch, args.decode_len = 8, 40, 10, 4, 64
-        args.prefill_tokens, args.repeats = "128,0", 2
+        args.prefill_tokens, args.repeats = [128, 0], 2
     result: dict = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu", "shape": cfg}
     result["versions"] = {"torch": torch.__version__, "transformers": __import__("transformers").__version__}
     result["gemm"] = gemm_rates(cfg, device, 8192 if device == "cuda" else 256, args.decode_batch, args.repeats)
@@ -206,7 +205,7 @@ def main(argv=None) -> int:
     real = sum(lengths)
     result["prefill"] = {"rows": args.rows, "lengths": [lengths[0], lengths[-1]], "real_tokens": real}
 
-    variants = [(int(x), False) for x in args.prefill_tokens.split(",") if x] + [(8192, True)]
+    variants = [(pt, False) for pt in args.prefill_tokens] + [(8192, True)]
     with torch.no_grad(), lm._sdpa_backends():
         for pt, fused in variants:
             lm.prefill_tokens, lm.fused_norm = pt, fused

@@ -425,15 +425,10 @@ class FastHFLM(HFLM):
                 else:
                     m.forward = f
 
-    def _warn_once_text(self, text: str) -> None:
+    def _warn_once(self, text: str) -> None:
         if text not in self._warned:
             self._warned.add(text)
             log.warning("hf-fast: %s", text)
-
-    def _warn_once(self, reason: str) -> None:
-        if reason not in self._warned:
-            self._warned.add(reason)
-            log.warning("hf-fast: %s; this batch runs through model.generate", reason)
 
     def _greedy_token(self, logits: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
         """Next token of every row from the last position's float32 logits ``[batch, vocab]``; ``step`` is the
@@ -545,7 +540,7 @@ class FastHFLM(HFLM):
                 memo = self._batch_encode(strings)
             except Exception as exc:  # noqa: BLE001 - a tokenizer that cannot batch: lm-eval's own path
                 self._batch_encode_ok, memo = False, {}
-                self._warn_once_text(f"batched tokenization failed ({exc!r}); tokenizing one at a time")
+                self._warn_once(f"batched tokenization failed ({exc!r}); tokenizing one at a time")
         outer = self._enc_memo
         if memo:
             self._enc_memo = memo
@@ -577,7 +572,7 @@ class FastHFLM(HFLM):
         own = super().tok_encode  # lm-eval's
         if any(list(memo[k]) != own(k[0], add_special_tokens=k[1]) for k in probe):
             self._batch_encode_ok = False
-            self._warn_once_text("batched tokenization differs from lm-eval's tok_encode; tokenizing one at a time")
+            self._warn_once("batched tokenization differs from lm-eval's tok_encode; tokenizing one at a time")
             return {}
         return memo
 
@@ -717,7 +712,7 @@ class FastHFLM(HFLM):
             generation_kwargs.pop("temperature", None)
         plan, reason = self._fast_plan(generation_kwargs)
         if plan is None:
-            self._warn_once(reason)
+            self._warn_once(f"{reason}; this batch runs through model.generate")
             t0 = time.perf_counter()
             out = super()._model_generate(context, max_length, stop, **generation_kwargs)
             b, t = context.shape
