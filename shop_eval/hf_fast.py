@@ -71,6 +71,8 @@ from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
 from transformers import AttentionInterface, DynamicCache, StaticCache
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+from .errors import ShopEvalError, UsageError
+
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "hf-fast"
@@ -135,14 +137,14 @@ def _is_auto(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() == "auto"
 
 
-class OptionError(ValueError):
+class OptionError(UsageError):
     """A ``--model_args`` value hf-fast cannot read (its message names the option and the value)."""
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-def _truthy(value: Any, name: str = "option") -> bool:
+def _truthy(value: Any, name: str = "option", auto: bool = False) -> bool:
     """A flag from ``--model_args`` (lm-eval passes ``true``/``false`` as bools, ``1``/``0`` as ints, the rest as
     strings); anything else is an :class:`OptionError`, not a silent ``false``."""
     if isinstance(value, bool):
@@ -151,14 +153,14 @@ def _truthy(value: Any, name: str = "option") -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
         return value.strip().lower() in _TRUE
-    raise OptionError(f"hf-fast: {name}={value!r}: expected true or false")
+    raise OptionError(f"hf-fast: {name}={value!r}: expected true, false" + (" or auto" if auto else " or 1/0"))
 
 
 def _count(value: Any, name: str, least: int) -> int:
     """A whole number from ``--model_args``, at least ``least``."""
     try:
-        n = int(value)
-    except (TypeError, ValueError):
+        n = None if isinstance(value, bool) else int(value)  # lm-eval hands true/false over as bools
+    except (TypeError, ValueError, OverflowError):
         n = None
     if n is None or isinstance(value, float) and value != n or n < least:
         raise OptionError(f"hf-fast: {name}={value!r}: expected a whole number >= {least}")
@@ -338,8 +340,8 @@ class FastHFLM(HFLM):
         **kwargs,
     ) -> None:
         # read every option before the model loads, so that a bad value costs no load
-        fused = None if _is_auto(fused_norm) else _truthy(fused_norm, "fused_norm")
-        cudnn = None if _is_auto(cudnn_decode) else _truthy(cudnn_decode, "cudnn_decode")
+        fused = None if _is_auto(fused_norm) else _truthy(fused_norm, "fused_norm", auto=True)
+        cudnn = None if _is_auto(cudnn_decode) else _truthy(cudnn_decode, "cudnn_decode", auto=True)
         self.prefill_tokens = _count(prefill_tokens, "prefill_tokens", 0)
         self.fast_decode = _truthy(fast_decode, "fast_decode")
         self.cuda_graphs = _truthy(cuda_graphs, "cuda_graphs")
@@ -662,7 +664,7 @@ class FastHFLM(HFLM):
     def _cudnn_decode_failed(self, exc: BaseException) -> bool:
         """After a decode step raised: if cuDNN's attention was in use, leave it out from now on (a shape it accepts
         but has no execution plan for) and say so; True when the step is worth running again without it."""
-        if not self.cudnn_decode:
+        if not self.cudnn_decode or "cudnn" not in repr(exc).lower():
             return False
         self.cudnn_decode = False
         log.warning("hf-fast: the decode step failed with cuDNN attention (%r); decoding with the other kernels", exc)
@@ -868,7 +870,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.argv = [sys.argv[0], *argv]
     try:
         cli_evaluate()
-    except OptionError as exc:  # a bad --model_args value: one line, exit 2
+    except ShopEvalError as exc:  # a bad --model_args value, data the tasks cannot read: one line, exit 2
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 

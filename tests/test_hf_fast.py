@@ -522,8 +522,10 @@ def test_a_kept_cache_serves_smaller_and_shorter_batches(random_model, early_eos
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("fused_norm", "ture", "fused_norm='ture': expected true or false"),
-        ("cuda_graphs", "2", "cuda_graphs='2': expected true or false"),
+        ("fused_norm", "ture", "fused_norm='ture': expected true, false or auto"),
+        ("cuda_graphs", "2", "cuda_graphs='2': expected true, false or 1/0"),
+        ("graph_slots", True, "graph_slots=True: expected a whole number >= 1"),
+        ("prefill_tokens", float("inf"), "prefill_tokens=inf: expected a whole number >= 0"),
         ("graph_slots", "0", "graph_slots='0': expected a whole number >= 1"),
         ("prefill_tokens", "-5", "prefill_tokens='-5': expected a whole number >= 0"),
         ("prefill_tokens", "8k", "prefill_tokens='8k': expected a whole number >= 0"),
@@ -538,16 +540,25 @@ def test_a_bad_model_arg_is_named_before_the_model_loads(option, value, message,
         hf_fast.FastHFLM(pretrained=str(tmp_path / "no-model"), **{option: value})
 
 
-def test_a_bad_model_arg_on_the_command_line_is_one_line_and_exit_2(tmp_path):
-    argv = ["--model", "hf-fast", "--model_args", f"pretrained={tmp_path / 'no-model'},fused_norm=ture"]
+@pytest.mark.parametrize("bad", ["model_arg", "data"])
+def test_bad_input_on_the_command_line_is_one_line_and_exit_2(bad, tmp_path, tiny_model_dir):
+    """A --model_args value hf-fast cannot read, or a data file the tasks cannot read: one line, exit 2."""
+    model_args = (
+        f"pretrained={tmp_path / 'no-model'},fused_norm=ture" if bad == "model_arg" else f"pretrained={tiny_model_dir}"
+    )
+    argv = ["--model", "hf-fast", "--model_args", model_args]
     argv += ["--device", "cpu", "--include_path", str(TASKS_DIR), "--tasks", "shop_ner", "--limit", "1"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env["SHOP_EVAL_DATA"] = str(tmp_path / "missing.json")
     proc = subprocess.run(
         [sys.executable, "-m", "shop_eval.hf_fast", *argv], capture_output=True, text=True, env=env, cwd=tmp_path
     )
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()
-    assert err[-1] == "error: hf-fast: fused_norm='ture': expected true or false"
+    if bad == "model_arg":
+        assert err[-1] == "error: hf-fast: fused_norm='ture': expected true, false or auto"
+    else:
+        assert err[-1].startswith("error: ") and "missing.json" in err[-1]
     assert "Traceback" not in proc.stderr
 
 
