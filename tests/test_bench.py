@@ -655,3 +655,88 @@ def test_kernel_profile_and_decode_attention_probe_run_on_the_cpu(tmp_path, tiny
     assert decode_attention_probe.main(["--cpu", "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["cache_len=64"]
     assert rows["math"]["max_abs_err"] < 0.02 and rows["matmul_bf16"]["max_abs_err"] < 0.05
+
+
+SAMPLE_JSONL = REPO / "lm_eval_tasks" / "data" / "sample.jsonl"
+
+
+def test_eval_commands_are_the_documented_commands_with_the_bench_options(tmp_path):
+    from bench import eval_commands
+    from bench.eval_throughput import OURS_TASKS, TASK_TYPES
+
+    args = eval_commands.parse_args([
+        "--shape", "tiny", "--work", str(tmp_path), "--per-type", "3", "--device", "cpu",
+        "--data", str(SAMPLE_JSONL), "--out", str(tmp_path / "r.json"),
+    ])  # fmt: skip
+    ours = eval_commands.commands("ours", "/m", args, tmp_path)
+    assert [c[c.index("--tasks") + 1] for c in ours] == [OURS_TASKS[t] for t in TASK_TYPES]
+    for i, c in enumerate(ours):
+        assert c[:3] == [sys.executable, "-m", "lm_eval"] and "pretrained=/m,dtype=bfloat16" in c
+        assert c[c.index("--limit") + 1] == "3" and c[c.index("--device") + 1] == "cpu" and "--log_samples" in c
+        assert c[c.index("--output_path") + 1] == str(tmp_path / "ours" / str(i))
+    (fast,) = eval_commands.commands("fast_group", "/m", args, tmp_path)
+    assert fast[:4] == [sys.executable, "-m", "shop_eval.hf_fast", "--model"] and "hf-fast" in fast
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--settings", "ours,nope"], "nope: not one of"),
+        (["--settings", ","], "(none)"),
+        (["--per-type", "0"], "at least 1"),
+        (["--data", "/nonexistent.jsonl"], "not a file"),
+    ],
+)
+def test_eval_commands_refuses_bad_options_before_any_run(tmp_path, tiny_model_dir, capsys, argv, message):
+    from bench import eval_commands
+
+    base = ["--model", str(tiny_model_dir), "--data", str(SAMPLE_JSONL), "--out", str(tmp_path / "r.json")]
+    with pytest.raises(SystemExit) as exc:
+        eval_commands.parse_args(base + argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a folder without a checkpoint; --shape without --work
+        eval_commands.parse_args(["--model", str(tmp_path), "--data", str(SAMPLE_JSONL), "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit):
+        eval_commands.parse_args(["--shape", "tiny", "--data", str(SAMPLE_JSONL), "--out", str(tmp_path / "r.json")])
+
+
+def test_eval_commands_runs_hf_and_hf_fast_as_commands_with_the_same_responses(tmp_path, tiny_model_dir):
+    """Both group commands end to end on the CPU (one example of each task type): each timed, lm-eval's own
+    time read back, the ratio the two totals', and on the trained tiny model every response and score equal."""
+    from bench import eval_commands
+
+    out = tmp_path / "r.json"
+    argv = ["--model", str(tiny_model_dir), "--device", "cpu", "--per-type", "1", "--settings", "ours_group,fast_group"]
+    argv += ["--data", str(SAMPLE_JSONL), "--work", str(tmp_path / "w"), "--out", str(out)]
+    assert eval_commands.main(argv) == 0
+    res = json.loads(out.read_text())
+    hf, fast = res["runs"]["ours_group"], res["runs"]["fast_group"]
+    assert hf["done"] and fast["done"] and [r["rc"] for r in hf["runs"] + fast["runs"]] == [0, 0]
+    assert "-m lm_eval --model hf " in hf["runs"][0]["command"]
+    for r in hf["runs"] + fast["runs"]:
+        assert 0 < r["lm_eval_seconds"] < r["seconds"]
+    assert fast["ratio_vs_ours_group"] == round(hf["seconds"] / fast["seconds"], 3)
+    tasks = {"shop_multiple_choice_ll", "shop_retrieval", "shop_ranking", "shop_ner", "shop_generation"}
+    tasks.add("shop_classification")
+    assert set(hf["scores"]) == tasks and fast["scores_vs_ours_group"] == {"tasks": 6, "differ": []}
+    same = fast["responses_vs_ours_group"]
+    assert same["compared"] == same["identical"] == 6 and set(same["tasks"]) == tasks
+    assert (tmp_path / "w" / "runs" / "fast_group" / "0.log").read_text()
+
+
+def test_eval_commands_keeps_what_ran_when_a_command_fails(tmp_path, tiny_model_dir):
+    """A checkpoint whose weights are gone: the command's exit status and the end of its output are kept, the
+    result is written, and the script exits 1."""
+    from bench import eval_commands
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in tiny_model_dir.iterdir():
+        if not f.name.endswith(".safetensors"):
+            (broken / f.name).write_bytes(f.read_bytes())
+    out = tmp_path / "r.json"
+    argv = ["--model", str(broken), "--device", "cpu", "--per-type", "1", "--settings", "ours_group"]
+    assert eval_commands.main(argv + ["--data", str(SAMPLE_JSONL), "--out", str(out)]) == 1
+    run = json.loads(out.read_text())["runs"]["ours_group"]
+    assert run["failed"] and "done" not in run and run["runs"][0]["rc"] not in (0, None)
+    assert run["runs"][0]["output_tail"]

@@ -1,0 +1,225 @@
+"""Evaluation as a user runs it: each setting's ``lm_eval`` commands (``eval_throughput.task_commands``, the
+commands the docs give), each a fresh process started from a shell, the model loaded from a checkpoint on disk,
+timed end to end — Python's start, imports, model loading, lm-eval's per-run work and the model's own time.
+``bench/eval_throughput.py`` times the same settings in one process around an in-memory model; this adds what a
+command pays every time it starts.
+
+The checkpoint is a folder (``--model``), or random weights of ``--shape`` saved first with the stand-in
+tokenizer (``--work``; written just before, so it is read back from the host's page cache).  Random weights never
+emit EOS: every answer decodes its whole ``max_gen_toks``, in every setting alike.  Every command gets
+``--limit --per-type``, ``--device``, ``--log_samples`` and its own ``--output_path``; the result has each
+command's wall clock, exit status and lm-eval's own time (``lm_eval_seconds``: from its start of the run, model
+loading included, to its results written), each setting's total and its ratio to the first setting, the tasks'
+scores, and the responses of every setting compared with the first's (``identical`` of ``compared``; telling only
+for a trained model: random weights' next-token scores are near ties, which bf16 kernels and batch shapes flip).
+``--probe-startup`` also times, each in a fresh process, lm-eval's imports and those plus loading the checkpoint.
+
+    python bench/eval_commands.py --shape yi9b --work /tmp/ckpt --settings ours,ours_group,fast_group \\
+        --out bench/results/eval_commands_h200.json
+    python bench/eval_commands.py --model TINY_DIR --device cpu --per-type 2 --settings ours_group,fast_group \\
+        --data lm_eval_tasks/data/sample.jsonl --out /tmp/eval_commands.json       # CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench import common  # noqa: E402
+from bench.eval_throughput import SAMPLE, compare_responses, response, task_commands  # noqa: E402
+
+TAIL = 2000  # characters of a failed command's output kept in the result
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="a saved model folder (weights, config, tokenizer)")
+    src.add_argument("--shape", choices=["yi9b", "tiny"], help="random weights of this shape, saved under --work")
+    ap.add_argument("--work", help="folder the --shape checkpoint and the runs' outputs go in")
+    ap.add_argument("--settings", default="ours,ours_group,fast_group", help="comma list; the first is the baseline")
+    ap.add_argument("--data", default=str(SAMPLE), help="the tasks' data (SHOP_EVAL_DATA)")
+    ap.add_argument("--per-type", type=int, default=100, help="--limit of every command")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--device", default="cuda:0")
+    ap.add_argument("--timeout", type=int, default=900, help="seconds one command may take")
+    ap.add_argument("--probe-startup", action="store_true", help="time the imports and the model load on their own")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    known = task_commands(args.batch_size)
+    args.settings = [s for s in args.settings.split(",") if s]
+    unknown = [s for s in args.settings if s not in known]
+    if unknown or not args.settings:
+        ap.error(f"--settings: {','.join(unknown) or '(none)'}: not one of {', '.join(known)}")
+    if args.per_type < 1:
+        ap.error("--per-type: at least 1")
+    if args.shape and not args.work:
+        ap.error("--shape needs --work (the folder the checkpoint is saved in)")
+    if args.model and not (Path(args.model) / "config.json").is_file():
+        ap.error(f"--model {args.model}: no config.json there")
+    if not Path(args.data).is_file():
+        ap.error(f"--data {args.data}: not a file")
+    common.check_out(ap, args.out)
+    return args
+
+
+def commands(setting: str, model: str, args, out_dir: Path) -> list[list[str]]:
+    """The setting's commands as argument lists: ``MODEL`` replaced, ``lm_eval`` / ``python`` run by this
+    interpreter, each with the bench's ``--limit``, ``--device``, ``--log_samples`` and its own output folder."""
+    out = []
+    for i, text in enumerate(task_commands(args.batch_size)[setting].split(" ; ")):
+        argv = [a.replace("pretrained=MODEL", f"pretrained={model}") for a in shlex.split(text)]
+        head = [sys.executable, "-m", "lm_eval"] if argv[0] == "lm_eval" else [sys.executable]
+        out.append(
+            head + argv[1:] + ["--limit", str(args.per_type), "--device", args.device, "--log_samples"]
+            + ["--output_path", str(out_dir / setting / str(i))]
+        )  # fmt: skip
+    return out
+
+
+def read_run(folder: Path) -> tuple[dict, dict, float | None]:
+    """One command's output folder: task -> {metric: value} from its results file, task -> {doc_id: response}
+    from its samples files (the text, or the option a log-likelihood task chose), and lm-eval's own ``total_evaluation_time_seconds`` (model loading, evaluation and
+    saving: the process's time less Python's start and imports)."""
+    scores: dict = {}
+    responses: dict = {}
+    own = None
+    for f in sorted(folder.rglob("results_*.json")):
+        data = json.loads(f.read_text())
+        own = float(data.get("total_evaluation_time_seconds") or 0) or None
+        for task, metrics in data.get("results", {}).items():
+            numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            if numbers:  # a group's own entry has none; NaN (a metric with no rows) is written as null
+                scores[task] = {k: None if math.isnan(v) else v for k, v in numbers.items()}
+    for f in sorted(folder.rglob("samples_*.jsonl")):
+        task = f.name[len("samples_") :].rsplit("_", 1)[0]
+        with f.open() as fh:
+            for line in fh:
+                s = json.loads(line)
+                responses.setdefault(task, {})[str(s["doc_id"])] = response(s)
+    return scores, responses, own
+
+
+def compare(base: dict, other: dict) -> dict:
+    """Responses of two settings on the tasks and docs both have (``eval_throughput.compare_responses``)."""
+    tasks = {t: compare_responses(base[t], other[t]) for t in sorted(set(base) & set(other))}
+    n = sum(c["compared"] for c in tasks.values())
+    same = sum(c["identical"] for c in tasks.values())
+    return {"compared": n, "identical": same, "tasks": tasks}
+
+
+def run_setting(setting: str, model: str, args, out_dir: Path, env: dict, res: dict, save) -> None:
+    """The setting's commands one after another into ``res`` (each one's output in ``OUT_DIR/SETTING/I.log``);
+    ``save`` is called after each, so a run cut short keeps what it measured.  A failed command ends the
+    setting; ``done`` when every command ran."""
+    res.update({"runs": [], "scores": {}, "_resp": {}})
+    for i, argv in enumerate(commands(setting, model, args, out_dir)):
+        (out_dir / setting).mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=args.timeout)
+            rc, output = proc.returncode, proc.stdout + proc.stderr
+        except subprocess.TimeoutExpired as exc:
+            rc, output = None, f"{exc.output or ''}{exc.stderr or ''}\ntimed out after {args.timeout} s"
+        wall = round(time.perf_counter() - t0, 2)
+        (out_dir / setting / f"{i}.log").write_text(output if isinstance(output, str) else str(output))
+        run = {"tasks": argv[argv.index("--tasks") + 1], "seconds": wall, "rc": rc}
+        if rc == 0:
+            scores, responses, own = read_run(out_dir / setting / str(i))
+            res["scores"].update(scores)
+            res["_resp"].update(responses)
+            run["lm_eval_seconds"] = round(own, 2) if own else None
+        run["command"] = shlex.join(["python"] + argv[1:])
+        print(json.dumps({"setting": setting, **{k: run[k] for k in ("tasks", "seconds", "rc")}}), flush=True)
+        res["runs"].append(run)
+        res["seconds"] = round(sum(r["seconds"] for r in res["runs"]), 2)
+        if rc != 0:
+            run["output_tail"] = output[-TAIL:]
+            res["failed"] = True
+        if rc != 0:
+            save()
+            return
+        save()
+    res["done"] = True
+
+
+def probe_startup(model: str, args, env: dict) -> dict:
+    """What every command pays before it evaluates, each in a fresh process: importing lm-eval's command line
+    and its hf model class, and that plus loading the checkpoint onto the device."""
+    imports = "import lm_eval.__main__, lm_eval.models.huggingface"
+    load = (
+        f"{imports}; import torch; from transformers import AutoModelForCausalLM; "
+        f"m = AutoModelForCausalLM.from_pretrained({model!r}, dtype=torch.bfloat16).to({args.device!r}); "
+        "torch.cuda.synchronize() if torch.cuda.is_available() else None"
+    )
+    out = {}
+    for name, code in (("imports_seconds", imports), ("imports_and_load_seconds", load)):
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=args.timeout)  # fmt: skip
+        out[name] = round(time.perf_counter() - t0, 2) if proc.returncode == 0 else None
+        if proc.returncode:
+            out[name.replace("seconds", "error")] = (proc.stdout + proc.stderr)[-TAIL:]
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    work = Path(args.work) if args.work else Path(args.out).parent / "eval_commands_runs"
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SHOP_EVAL_DATA": str(Path(args.data).resolve()), "HF_HUB_OFFLINE": "1"}
+    env.update({"HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    result: dict = {
+        "device": common.device_name(),
+        "versions": common.versions(),
+        "settings": {"per_type": args.per_type, "batch_size": args.batch_size, "device": args.device},
+    }
+    model = args.model
+    if args.shape:
+        from bench.train_throughput import save_model_dir
+
+        cfg = common.shape(args.shape)
+        device = "cuda" if args.device.startswith("cuda") else "cpu"
+        result["save_seconds"] = round(save_model_dir(cfg, device, work / "model"), 1)
+        result["settings"]["shape"] = args.shape
+        model = str(work / "model")
+    result["checkpoint_bytes"] = sum(f.stat().st_size for f in Path(model).glob("*.safetensors"))
+    per: dict = {}
+
+    def save():
+        base = per.get(args.settings[0], {})
+        for setting, res in per.items():
+            if setting == args.settings[0] or not base.get("runs"):
+                continue
+            if base.get("done") and res.get("done"):
+                res["ratio_vs_" + args.settings[0]] = common.ratio(base["seconds"], res["seconds"])
+            res["responses_vs_" + args.settings[0]] = compare(base["_resp"], res["_resp"])
+            both = sorted(set(base["scores"]) & set(res["scores"]))
+            res["scores_vs_" + args.settings[0]] = {
+                "tasks": len(both), "differ": [t for t in both if base["scores"][t] != res["scores"][t]]
+            }  # fmt: skip
+        clean = {s: {k: v for k, v in r.items() if k != "_resp"} for s, r in per.items()}
+        Path(args.out).write_text(json.dumps({**result, "runs": clean}, indent=1) + "\n")
+
+    if args.probe_startup:
+        result["startup"] = probe_startup(model, args, env)
+        save()
+    for setting in args.settings:
+        per[setting] = {}
+        run_setting(setting, model, args, work / "runs", env, per[setting], save)
+    save()
+    return 1 if any(r.get("failed") for r in per.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
