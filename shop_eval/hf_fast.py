@@ -72,6 +72,7 @@ from transformers import AttentionInterface, DynamicCache, StaticCache
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from .errors import ShopEvalError, UsageError
+from .options import flag
 
 log = logging.getLogger(__name__)
 
@@ -141,19 +142,10 @@ class OptionError(UsageError):
     """A ``--model_args`` value hf-fast cannot read (its message names the option and the value)."""
 
 
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
 def _truthy(value: Any, name: str = "option", auto: bool = False) -> bool:
-    """A flag from ``--model_args`` (lm-eval passes ``true``/``false`` as bools, ``1``/``0`` as ints, the rest as
-    strings); anything else is an :class:`OptionError`, not a silent ``false``."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-        return value.strip().lower() in _TRUE
-    raise OptionError(f"hf-fast: {name}={value!r}: expected true, false" + (" or auto" if auto else " or 1/0"))
+    """A flag from ``--model_args`` (:func:`shop_eval.options.flag`); anything else is an :class:`OptionError`."""
+    expected = "true, false" + (" or auto" if auto else " or 1/0")
+    return flag(value, f"hf-fast: {name}", expected, OptionError)
 
 
 def _count(value: Any, name: str, least: int) -> int:

@@ -35,6 +35,7 @@ from . import task_types
 from .errors import DataError
 from .lm_eval_docs import dataset_features, doc_to_record, record_to_doc
 from .loaders import load_records
+from .options import flag
 from .prompt_options import parse_options
 from .prompts import official_prompt
 from .scoring import aggregate, label_sets
@@ -67,10 +68,6 @@ def resolve_data(default: str | os.PathLike | None, data: str | None = None, env
     if not chosen:
         raise DataError(env, "", None, f'no data: set {env}=PATH (or --metadata \'{{"data": "PATH"}}\')')
     return Path(chosen).expanduser().resolve()
-
-
-def _truthy(x: Any) -> bool:
-    return str(x).strip().lower() in ("1", "true", "yes", "on")
 
 
 @lru_cache(maxsize=4)
@@ -106,7 +103,11 @@ def load_docs(
     if not path.exists():
         raise DataError(str(path), "", None, f"no such file or folder (set by {env} or --metadata data)")
     fmt = data_format or os.environ.get(FORMAT_ENV) or "auto"
-    skip = _truthy(skip_invalid if skip_invalid is not None else os.environ.get(SKIP_ENV, "0"))
+    skip = (
+        flag(skip_invalid, "skip_invalid (--metadata)")
+        if skip_invalid is not None
+        else flag(os.environ.get(SKIP_ENV) or "0", SKIP_ENV)
+    )
     docs = [
         d
         for d in _docs(str(path), fmt, skip, path.stat().st_mtime)

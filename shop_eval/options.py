@@ -12,7 +12,9 @@ from dataclasses import MISSING, field
 from typing import Any
 from urllib.parse import urlparse
 
-__all__ = ["choice_list", "float_in", "http_url", "int_in", "nonempty", "option"]
+from shop_eval.errors import UsageError
+
+__all__ = ["choice_list", "flag", "float_in", "http_url", "int_in", "nonempty", "option"]
 
 
 def option(
@@ -114,3 +116,20 @@ def http_url(text: str) -> str:
     if u.scheme not in ("http", "https") or not u.netloc:
         raise argparse.ArgumentTypeError(f"expected an http(s) URL, got {text!r}")
     return text
+
+
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def flag(value: Any, name: str, expected: str = "true or false", error: type[UsageError] = UsageError) -> bool:
+    """A yes/no setting as lm-eval hands it over from ``--model_args`` / ``--metadata`` (``true``/``false`` as
+    bools, ``1``/``0`` as ints, the rest as strings) or as an environment variable holds it: one of
+    :data:`TRUE_WORDS` / :data:`FALSE_WORDS` (any case, spaces around); anything else — ``ture``, ``2``, a list —
+    is an ``error`` naming ``name`` and the value, never a silent false."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    raise error(f"{name}={value!r}: expected {expected}")

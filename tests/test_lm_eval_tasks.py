@@ -181,6 +181,44 @@ def test_data_option_seed_testsets(seed_testsets_dir, task_manager, monkeypatch)
     assert len(expected) == 6 and sum(expected.values()) > 1000
 
 
+def test_skip_invalid_is_read_strictly_from_the_environment_and_metadata(tmp_path, monkeypatch):
+    """``SHOP_EVAL_SKIP_INVALID`` / ``--metadata skip_invalid``: yes-words skip a bad row, no-words (or unset, or
+    empty) stop at it with its place named, and anything else is a usage error naming where it came from — a
+    typo is never a silent "don't skip"."""
+    from shop_eval.errors import DataError, UsageError
+
+    good = (Path(bridge.__file__).parents[1] / "lm_eval_tasks" / "data" / "sample.jsonl").read_text().splitlines()[0]
+    data = tmp_path / "mixed.jsonl"
+    data.write_text(good + "\n" + json.dumps({"input_field": 3, "task_type": "generation"}) + "\n")
+    kw = {"task_type": json.loads(good)["task_type"], "data": str(data)}
+    for value in ("1", " YES ", "on", "true"):
+        monkeypatch.setenv(bridge.SKIP_ENV, value)
+        assert len(bridge.load_docs(**kw)) == 1
+    for value in ("0", "no", "off", ""):
+        monkeypatch.setenv(bridge.SKIP_ENV, value)
+        with pytest.raises(DataError, match=r"mixed\.jsonl.*line 2"):
+            bridge.load_docs(**kw)
+    monkeypatch.setenv(bridge.SKIP_ENV, "ture")
+    with pytest.raises(UsageError, match=r"^SHOP_EVAL_SKIP_INVALID='ture': expected true or false"):
+        bridge.load_docs(**kw)
+    monkeypatch.delenv(bridge.SKIP_ENV)
+    assert len(bridge.load_docs(**kw, skip_invalid=True)) == 1  # --metadata '{"skip_invalid": true}'
+    with pytest.raises(UsageError, match=r"skip_invalid \(--metadata\)=2"):
+        bridge.load_docs(**kw, skip_invalid=2)
+
+
+def test_flags_take_the_yes_and_no_words_and_refuse_the_rest():
+    from shop_eval.errors import UsageError
+    from shop_eval.options import flag
+
+    yes = [True, 1, "1", "true", "True", " yes ", "ON"]
+    no = [False, 0, "0", "false", "FALSE", "no", " off"]
+    assert [flag(v, "x") for v in yes + no] == [True] * len(yes) + [False] * len(no)
+    for bad in ("ture", "2", 2, -1, "", "y", 1.0, None, ["true"]):
+        with pytest.raises(UsageError, match=r"^x="):
+            flag(bad, "x")
+
+
 def test_ll_choices_come_from_the_one_option_parser():
     from shop_eval.prompt_options import parse_options
 
