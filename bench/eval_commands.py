@@ -7,11 +7,14 @@ command pays every time it starts.
 The checkpoint is a folder (``--model``), or random weights of ``--shape`` saved first with the stand-in
 tokenizer (``--work``; written just before, so it is read back from the host's page cache).  Random weights never
 emit EOS: every answer decodes its whole ``max_gen_toks``, in every setting alike.  Every command gets
-``--limit --per-type``, ``--device``, ``--log_samples`` and its own ``--output_path``; the result has each
-command's wall clock, exit status and lm-eval's own time (``lm_eval_seconds``: from its start of the run, model
-loading included, to its results written), each setting's total and its ratio to the first setting, the tasks'
-scores, and the responses of every setting compared with the first's (``identical`` of ``compared``; telling only
-for a trained model: random weights' next-token scores are near ties, which bf16 kernels and batch shapes flip).
+``--limit --per-type``, ``--device``, ``--log_samples`` and its own ``--output_path`` (emptied first); the result
+has each command's wall clock and exit status, each setting's total and its speed-up over the first setting
+(``ratio_vs_FIRST``: the first's seconds over this one's), the tasks' scores, and the responses of every setting
+compared with the first's (``identical`` of ``compared``; telling only for a trained model: random weights'
+next-token scores are near ties, which bf16 kernels and batch shapes flip).  ``lm_eval_seconds`` is lm-eval's
+own timer, from its evaluation tracker's start to just before it saves the results: it counts the hf model class's
+imports for ``lm_eval --model hf`` (imported once the run starts) but not for ``python -m shop_eval.hf_fast``
+(imported before), so only the process times compare across backends.
 ``--probe-startup`` also times, each in a fresh process, lm-eval's imports and those plus loading the checkpoint.
 
     python bench/eval_commands.py --shape yi9b --work /tmp/ckpt --settings ours,ours_group,fast_group \\
@@ -27,6 +30,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -39,6 +43,7 @@ from bench import common  # noqa: E402
 from bench.eval_throughput import SAMPLE, compare_responses, response, task_commands  # noqa: E402
 
 TAIL = 2000  # characters of a failed command's output kept in the result
+MAX_PER_TYPE = 1_000_000  # --limit beyond any task's size
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,7 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="a saved model folder (weights, config, tokenizer)")
     src.add_argument("--shape", choices=["yi9b", "tiny"], help="random weights of this shape, saved under --work")
-    ap.add_argument("--work", help="folder the --shape checkpoint and the runs' outputs go in")
+    ap.add_argument(
+        "--work", help="folder for the --shape checkpoint and the commands' outputs (default: beside --out)"
+    )
     ap.add_argument("--settings", default="ours,ours_group,fast_group", help="comma list; the first is the baseline")
     ap.add_argument("--data", default=str(SAMPLE), help="the tasks' data (SHOP_EVAL_DATA)")
     ap.add_argument("--per-type", type=int, default=100, help="--limit of every command")
@@ -57,12 +64,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     known = task_commands(args.batch_size)
-    args.settings = [s for s in args.settings.split(",") if s]
+    args.settings = [s.strip() for s in args.settings.split(",") if s.strip()]
     unknown = [s for s in args.settings if s not in known]
     if unknown or not args.settings:
         ap.error(f"--settings: {','.join(unknown) or '(none)'}: not one of {', '.join(known)}")
-    if args.per_type < 1:
-        ap.error("--per-type: at least 1")
+    if len(set(args.settings)) < len(args.settings):
+        ap.error(f"--settings {','.join(args.settings)}: a setting named twice")
+    for name, value, lo, hi in (("--per-type", args.per_type, 1, MAX_PER_TYPE), ("--batch-size", args.batch_size, 1,
+                                 4096), ("--timeout", args.timeout, 1, 86400)):  # fmt: skip
+        if not lo <= value <= hi:
+            ap.error(f"{name} {value}: expected {lo} to {hi}")
     if args.shape and not args.work:
         ap.error("--shape needs --work (the folder the checkpoint is saved in)")
     if args.model and not (Path(args.model) / "config.json").is_file():
@@ -70,6 +81,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not Path(args.data).is_file():
         ap.error(f"--data {args.data}: not a file")
     common.check_out(ap, args.out)
+    args.work = Path(args.work) if args.work else Path(args.out).parent / "eval_commands_runs"
+    try:  # both written to long after the first command: refused now rather than at the first save
+        args.work.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "a"):
+            pass
+    except OSError as exc:
+        ap.error(f"cannot write there: {exc}")
     return args
 
 
@@ -89,8 +107,8 @@ def commands(setting: str, model: str, args, out_dir: Path) -> list[list[str]]:
 
 def read_run(folder: Path) -> tuple[dict, dict, float | None]:
     """One command's output folder: task -> {metric: value} from its results file, task -> {doc_id: response}
-    from its samples files (the text, or the option a log-likelihood task chose), and lm-eval's own ``total_evaluation_time_seconds`` (model loading, evaluation and
-    saving: the process's time less Python's start and imports)."""
+    from its samples files (``eval_throughput.response``: the text, or the option a log-likelihood task chose), and
+    lm-eval's own ``total_evaluation_time_seconds`` (see the module's docstring)."""
     scores: dict = {}
     responses: dict = {}
     own = None
@@ -111,46 +129,59 @@ def read_run(folder: Path) -> tuple[dict, dict, float | None]:
 
 
 def compare(base: dict, other: dict) -> dict:
-    """Responses of two settings on the tasks and docs both have (``eval_throughput.compare_responses``)."""
+    """Responses of two settings on the tasks and docs both have (``eval_throughput.compare_responses``), and how
+    many docs only one of them has (``unmatched``: a task or doc the other lacks)."""
     tasks = {t: compare_responses(base[t], other[t]) for t in sorted(set(base) & set(other))}
     n = sum(c["compared"] for c in tasks.values())
     same = sum(c["identical"] for c in tasks.values())
-    return {"compared": n, "identical": same, "tasks": tasks}
+    docs = {(t, d) for t in base for d in base[t]} ^ {(t, d) for t in other for d in other[t]}
+    return {"compared": n, "identical": same, "unmatched": len(docs), "tasks": tasks}
+
+
+def _text(out) -> str:
+    return out.decode(errors="replace") if isinstance(out, bytes) else (out or "")
 
 
 def run_setting(setting: str, model: str, args, out_dir: Path, env: dict, res: dict, save) -> None:
-    """The setting's commands one after another into ``res`` (each one's output in ``OUT_DIR/SETTING/I.log``);
-    ``save`` is called after each, so a run cut short keeps what it measured.  A failed command ends the
-    setting; ``done`` when every command ran."""
+    """The setting's commands one after another into ``res`` (each one's output in ``OUT_DIR/SETTING/I.log``, its
+    output folder emptied first, so nothing an earlier run left there is read); ``save`` is called after each, so
+    a run cut short keeps what it measured.  A command that fails, times out or writes no results file ends the
+    setting (``failed``); ``done`` once every command has run."""
     res.update({"runs": [], "scores": {}, "_resp": {}})
-    for i, argv in enumerate(commands(setting, model, args, out_dir)):
-        (out_dir / setting).mkdir(parents=True, exist_ok=True)
+    argvs = commands(setting, model, args, out_dir)
+    for i, argv in enumerate(argvs):
+        folder = out_dir / setting / str(i)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=args.timeout)
             rc, output = proc.returncode, proc.stdout + proc.stderr
         except subprocess.TimeoutExpired as exc:
-            rc, output = None, f"{exc.output or ''}{exc.stderr or ''}\ntimed out after {args.timeout} s"
+            rc, output = None, f"{_text(exc.output)}{_text(exc.stderr)}\ntimed out after {args.timeout} s"
         wall = round(time.perf_counter() - t0, 2)
-        (out_dir / setting / f"{i}.log").write_text(output if isinstance(output, str) else str(output))
+        (out_dir / setting / f"{i}.log").write_text(output)
         run = {"tasks": argv[argv.index("--tasks") + 1], "seconds": wall, "rc": rc}
-        if rc == 0:
-            scores, responses, own = read_run(out_dir / setting / str(i))
+        found = rc == 0 and any(folder.rglob("results_*.json"))
+        if found:
+            scores, responses, own = read_run(folder)
             res["scores"].update(scores)
             res["_resp"].update(responses)
             run["lm_eval_seconds"] = round(own, 2) if own else None
+        elif rc == 0:
+            output += f"\nexit 0 but no results_*.json under {folder}"
         run["command"] = shlex.join(["python"] + argv[1:])
         print(json.dumps({"setting": setting, **{k: run[k] for k in ("tasks", "seconds", "rc")}}), flush=True)
         res["runs"].append(run)
         res["seconds"] = round(sum(r["seconds"] for r in res["runs"]), 2)
-        if rc != 0:
+        if not found:
             run["output_tail"] = output[-TAIL:]
             res["failed"] = True
-        if rc != 0:
-            save()
-            return
+        elif i == len(argvs) - 1:
+            res["done"] = True
         save()
-    res["done"] = True
+        if not found:
+            return
 
 
 def probe_startup(model: str, args, env: dict) -> dict:
@@ -165,18 +196,21 @@ def probe_startup(model: str, args, env: dict) -> dict:
     out = {}
     for name, code in (("imports_seconds", imports), ("imports_and_load_seconds", load)):
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=args.timeout)  # fmt: skip
-        out[name] = round(time.perf_counter() - t0, 2) if proc.returncode == 0 else None
-        if proc.returncode:
-            out[name.replace("seconds", "error")] = (proc.stdout + proc.stderr)[-TAIL:]
+        try:
+            proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                                  timeout=args.timeout)  # fmt: skip
+            rc, output = proc.returncode, proc.stdout + proc.stderr
+        except subprocess.TimeoutExpired:
+            rc, output = None, f"timed out after {args.timeout} s"
+        out[name] = round(time.perf_counter() - t0, 2) if rc == 0 else None
+        if rc != 0:
+            out[name.replace("seconds", "error")] = output[-TAIL:]
     return out
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    work = Path(args.work) if args.work else Path(args.out).parent / "eval_commands_runs"
-    work.mkdir(parents=True, exist_ok=True)
+    work = args.work
     env = {**os.environ, "SHOP_EVAL_DATA": str(Path(args.data).resolve()), "HF_HUB_OFFLINE": "1"}
     env.update({"HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     result: dict = {
@@ -194,6 +228,7 @@ def main(argv=None) -> int:
         result["settings"]["shape"] = args.shape
         model = str(work / "model")
     result["checkpoint_bytes"] = sum(f.stat().st_size for f in Path(model).glob("*.safetensors"))
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     per: dict = {}
 
     def save():

@@ -451,11 +451,13 @@ def cprofile_top(prof, n: int = 40) -> list[dict]:
 
 
 def response(sample: dict):
-    """A logged sample's answer: the generated text, or for log-likelihood the index of the option chosen."""
+    """A logged sample's answer: the generated text, or for log-likelihood the index of the option chosen (the
+    highest score, the first of equal ones; a ``samples_*.jsonl`` file holds each ``(score, is_greedy)`` as
+    strings)."""
     first = sample["resps"][0][0]
     if isinstance(first, str):
         return first
-    return max(range(len(sample["resps"])), key=lambda i: sample["resps"][i][0][0])
+    return max(range(len(sample["resps"])), key=lambda i: float(sample["resps"][i][0][0]))
 
 
 def compare_responses(a: dict, b: dict) -> dict:

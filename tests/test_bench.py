@@ -683,21 +683,111 @@ def test_eval_commands_are_the_documented_commands_with_the_bench_options(tmp_pa
     [
         (["--settings", "ours,nope"], "nope: not one of"),
         (["--settings", ","], "(none)"),
-        (["--per-type", "0"], "at least 1"),
+        (["--settings", "ours_group, ours_group"], "a setting named twice"),
+        (["--per-type", "0"], "--per-type 0: expected 1 to"),
+        (["--per-type", "99999999999999999999"], "--per-type 99999999999999999999: expected"),
+        (["--batch-size", "0"], "--batch-size 0: expected"),
+        (["--timeout", "0"], "--timeout 0: expected"),
+        (["--per-type", "1.5"], "invalid int value"),
         (["--data", "/nonexistent.jsonl"], "not a file"),
+        (["--model", "/"], "no config.json there"),
+        (["--out", "/proc/r.json"], "cannot write there"),
+        (["--work", "FILE"], "cannot write there"),
+        (["--shape", "tiny"], "--shape needs --work"),
     ],
 )
-def test_eval_commands_refuses_bad_options_before_any_run(tmp_path, tiny_model_dir, capsys, argv, message):
+def test_eval_commands_refuses_bad_options_before_any_run(tmp_path, capsys, argv, message):
     from bench import eval_commands
 
-    base = ["--model", str(tiny_model_dir), "--data", str(SAMPLE_JSONL), "--out", str(tmp_path / "r.json")]
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    (tmp_path / "FILE").write_text("")
+    argv = [str(tmp_path / "FILE") if a == "FILE" else a for a in argv]
+    base = ["--data", str(SAMPLE_JSONL), "--out", str(tmp_path / "r.json")]
+    if "--model" not in argv and "--shape" not in argv:
+        base += ["--model", str(tmp_path / "model")]
     with pytest.raises(SystemExit) as exc:
         eval_commands.parse_args(base + argv)
-    assert exc.value.code == 2 and message in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # a folder without a checkpoint; --shape without --work
-        eval_commands.parse_args(["--model", str(tmp_path), "--data", str(SAMPLE_JSONL), "--out", str(tmp_path / "r")])
-    with pytest.raises(SystemExit):
-        eval_commands.parse_args(["--shape", "tiny", "--data", str(SAMPLE_JSONL), "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err and "Traceback" not in err
+
+
+def _samples_folder(folder: Path, tasks: dict, seconds: str = "12.5") -> None:
+    """An lm-eval output folder as ``--log_samples`` writes it: a results file and a samples file a task."""
+    run = folder / "__m__"
+    run.mkdir(parents=True)
+    results = {"results": {"shopbench_budget": {"alias": "g"}}, "total_evaluation_time_seconds": seconds}
+    for task, (metrics, samples) in tasks.items():
+        results["results"][task] = {"alias": task, **metrics}
+        with (run / f"samples_{task}_2026-12-01T16-53-34.469.jsonl").open("w") as f:
+            for s in samples:
+                f.write(json.dumps(s) + "\n")
+    (run / "results_2026-12-01T16-53-34.469.json").write_text(json.dumps(results))
+
+
+def test_eval_commands_reads_lm_eval_files_and_compares_the_options_chosen(tmp_path):
+    """Samples files hold log-likelihood scores as strings: the option chosen is the highest number (index 1
+    here; the highest string would be index 3); task names keep their underscores; NaN metrics become null and a
+    group's metric-less entry is left out; responses compared by text / option, docs only one side has counted."""
+    from bench import eval_commands
+
+    ll = lambda doc, scores: {"doc_id": doc, "resps": [[[str(x), "False"]] for x in scores]}  # noqa: E731
+    gen = lambda doc, text: {"doc_id": doc, "resps": [[text]]}  # noqa: E731
+    _samples_folder(tmp_path / "a", {
+        "shop_multiple_choice_ll": ({"shop_score,none": 0.5}, [ll(0, [-11.0, -10.5, -10.75, -11.25]), ll(1, [-2, -1])]),
+        "shop_ner": ({"shop_score,official": float("nan")}, [gen(0, "x"), gen(1, "y"), gen(2, "z")]),
+    })  # fmt: skip
+    scores, responses, own = eval_commands.read_run(tmp_path / "a")
+    assert own == 12.5 and set(scores) == {"shop_multiple_choice_ll", "shop_ner"}
+    assert scores["shop_ner"] == {"shop_score,official": None}
+    assert responses == {"shop_multiple_choice_ll": {"0": 1, "1": 1}, "shop_ner": {"0": "x", "1": "y", "2": "z"}}
+    other = {"shop_multiple_choice_ll": {"0": 1, "1": 0}, "shop_ner": {"0": "x", "1": "y!"}, "shop_x": {"0": "q"}}
+    c = eval_commands.compare(responses, other)
+    assert (c["compared"], c["identical"], c["unmatched"]) == (4, 2, 2)  # ner doc 2 and shop_x doc 0 unmatched
+    assert c["tasks"]["shop_ner"]["identical"] == 1 and c["tasks"]["shop_multiple_choice_ll"]["identical"] == 1
+
+
+def test_eval_commands_saves_after_every_command_and_reads_only_this_runs_files(tmp_path, monkeypatch):
+    """Stand-in commands (lm-eval not run): the first writes a results file, the second exits 3.  A result is
+    saved after each; a stale results file an earlier run left in the output folder is not read; the first
+    command's setting is ``done``, the failing one ``failed`` with its output's end, and later commands never
+    start."""
+    from bench import eval_commands
+
+    write = (
+        "import json, pathlib, sys; o = pathlib.Path(sys.argv[sys.argv.index('--output_path') + 1]) / 'm'; "
+        "o.mkdir(parents=True); (o / 'results_1.json').write_text(json.dumps({'results': {'t': {'s': 1.0}}, "
+        "'total_evaluation_time_seconds': '0.5'}))"
+    )
+    fail = "import sys; print('boom'); sys.exit(3)"
+    scripts = {"a": [write], "b": [write, fail, write]}
+
+    def fake(setting, model, args, out_dir):
+        return [
+            [sys.executable, "-c", code, "--tasks", f"t{i}", "--output_path", str(out_dir / setting / str(i))]
+            for i, code in enumerate(scripts[setting])
+        ]
+
+    monkeypatch.setattr(eval_commands, "commands", fake)
+    stale = tmp_path / "runs" / "a" / "0" / "old"
+    stale.mkdir(parents=True)
+    (stale / "results_0.json").write_text(json.dumps({"results": {"stale": {"s": 9.0}}}))
+    args = eval_commands.parse_args([
+        "--shape", "tiny", "--work", str(tmp_path), "--data", str(SAMPLE_JSONL), "--out", str(tmp_path / "r.json"),
+    ])  # fmt: skip
+    saved = []
+    res_a: dict = {}
+    eval_commands.run_setting("a", "/m", args, tmp_path / "runs", dict(os.environ), res_a, lambda: saved.append(1))
+    assert res_a["done"] and res_a["scores"] == {"t": {"s": 1.0}} and res_a["runs"][0]["lm_eval_seconds"] == 0.5
+    res_b: dict = {}
+    snapshots = []
+    eval_commands.run_setting(
+        "b", "/m", args, tmp_path / "runs", dict(os.environ), res_b, lambda: snapshots.append(len(res_b["runs"]))
+    )
+    assert saved == [1] and snapshots == [1, 2]
+    assert res_b["failed"] and "done" not in res_b and [r["rc"] for r in res_b["runs"]] == [0, 3]
+    assert "boom" in res_b["runs"][1]["output_tail"] and "boom" in (tmp_path / "runs" / "b" / "1.log").read_text()
+    assert res_b["seconds"] == round(sum(r["seconds"] for r in res_b["runs"]), 2)
 
 
 def test_eval_commands_runs_hf_and_hf_fast_as_commands_with_the_same_responses(tmp_path, tiny_model_dir):
