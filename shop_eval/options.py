@@ -1,6 +1,7 @@
 """Options declared once: a dataclass field with :func:`option` metadata is a library setting and, through
 :func:`shop_eval.cli.args.add_options`, a command-line flag (as axolotl's ``cli/args.py``).  The checkers
-below are argparse ``type=`` callables: a bad value is a one-line usage error at parse time.
+below are argparse ``type=`` callables: a bad value is a one-line usage error at parse time; :func:`flag` reads a
+yes/no setting that comes from elsewhere (lm-eval's ``--model_args`` / ``--metadata``, an environment variable).
 """
 
 from __future__ import annotations
