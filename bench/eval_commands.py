@@ -40,7 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import common  # noqa: E402
-from bench.eval_throughput import SAMPLE, compare_responses, response, task_commands  # noqa: E402
+from bench.eval_throughput import SAMPLE, compare_responses, task_commands  # noqa: E402
+from shop_eval.errors import DataError  # noqa: E402
+from shop_eval.leaderboard.collect import find_results, samples_files  # noqa: E402
+from shop_eval.scoring.samples import read_samples  # noqa: E402
 
 TAIL = 2000  # characters of a failed command's output kept in the result
 MAX_PER_TYPE = 1_000_000  # --limit beyond any task's size
@@ -106,26 +109,22 @@ def commands(setting: str, model: str, args, out_dir: Path) -> list[list[str]]:
 
 
 def read_run(folder: Path) -> tuple[dict, dict, float | None]:
-    """One command's output folder: task -> {metric: value} from its results file, task -> {doc_id: response}
-    from its samples files (``eval_throughput.response``: the text, or the option a log-likelihood task chose), and
-    lm-eval's own ``total_evaluation_time_seconds`` (see the module's docstring)."""
+    """One command's output folder, by the project's readers of lm-eval's files (``shop_eval.leaderboard.collect``
+    finds the results file and each task's samples file, ``shop_eval.scoring.samples`` reads the responses: the
+    text, or the option a log-likelihood task chose): task -> {metric: value}, task -> {doc_id: response}, and
+    lm-eval's own ``total_evaluation_time_seconds`` (see the module's docstring).  No results file: a DataError."""
+    results_path = find_results(folder)
+    data = json.loads(results_path.read_text())
     scores: dict = {}
-    responses: dict = {}
-    own = None
-    for f in sorted(folder.rglob("results_*.json")):
-        data = json.loads(f.read_text())
-        own = float(data.get("total_evaluation_time_seconds") or 0) or None
-        for task, metrics in data.get("results", {}).items():
-            numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-            if numbers:  # a group's own entry has none; NaN (a metric with no rows) is written as null
-                scores[task] = {k: None if math.isnan(v) else v for k, v in numbers.items()}
-    for f in sorted(folder.rglob("samples_*.jsonl")):
-        task = f.name[len("samples_") :].rsplit("_", 1)[0]
-        with f.open() as fh:
-            for line in fh:
-                s = json.loads(line)
-                responses.setdefault(task, {})[str(s["doc_id"])] = response(s)
-    return scores, responses, own
+    for task, metrics in data.get("results", {}).items():
+        numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if numbers:  # a group's own entry has none; NaN (a metric with no rows) is written as null
+            scores[task] = {k: None if math.isnan(v) else v for k, v in numbers.items()}
+    responses = {
+        task: {str(s.doc_id): s.response for s in read_samples(samples_files(results_path, task))} for task in scores
+    }
+    own = float(data.get("total_evaluation_time_seconds") or 0) or None
+    return scores, {t: r for t, r in responses.items() if r}, own
 
 
 def compare(base: dict, other: dict) -> dict:
@@ -162,14 +161,17 @@ def run_setting(setting: str, model: str, args, out_dir: Path, env: dict, res: d
         wall = round(time.perf_counter() - t0, 2)
         (out_dir / setting / f"{i}.log").write_text(output)
         run = {"tasks": argv[argv.index("--tasks") + 1], "seconds": wall, "rc": rc}
-        found = rc == 0 and any(folder.rglob("results_*.json"))
+        found = False
+        if rc == 0:
+            try:
+                scores, responses, own = read_run(folder)
+                found = True
+            except DataError as exc:  # exit 0 without a results file (or unreadable samples)
+                output += f"\nexit 0 but {exc}"
         if found:
-            scores, responses, own = read_run(folder)
             res["scores"].update(scores)
             res["_resp"].update(responses)
             run["lm_eval_seconds"] = round(own, 2) if own else None
-        elif rc == 0:
-            output += f"\nexit 0 but no results_*.json under {folder}"
         run["command"] = shlex.join(["python"] + argv[1:])
         print(json.dumps({"setting": setting, **{k: run[k] for k in ("tasks", "seconds", "rc")}}), flush=True)
         res["runs"].append(run)

@@ -450,14 +450,12 @@ def cprofile_top(prof, n: int = 40) -> list[dict]:
     return sorted(rows, key=lambda r: -r["cum_s"])[:n]
 
 
-def response(sample: dict):
-    """A logged sample's answer: the generated text, or for log-likelihood the index of the option chosen (the
-    highest score, the first of equal ones; a ``samples_*.jsonl`` file holds each ``(score, is_greedy)`` as
-    strings)."""
-    first = sample["resps"][0][0]
-    if isinstance(first, str):
-        return first
-    return max(range(len(sample["resps"])), key=lambda i: float(sample["resps"][i][0][0]))
+def response(sample: dict) -> str:
+    """A logged sample's answer: the generated text, or for log-likelihood the index of the option chosen
+    (``shop_eval.scoring.samples.response_of``, the project's one reading of an lm-eval sample)."""
+    from shop_eval.scoring.samples import response_of
+
+    return response_of(sample, "lm-eval samples", f"doc {sample.get('doc_id')}")
 
 
 def compare_responses(a: dict, b: dict) -> dict:

@@ -731,8 +731,8 @@ def test_eval_commands_reads_lm_eval_files_and_compares_the_options_chosen(tmp_p
     group's metric-less entry is left out; responses compared by text / option, docs only one side has counted."""
     from bench import eval_commands
 
-    ll = lambda doc, scores: {"doc_id": doc, "resps": [[[str(x), "False"]] for x in scores]}  # noqa: E731
-    gen = lambda doc, text: {"doc_id": doc, "resps": [[text]]}  # noqa: E731
+    ll = lambda doc, scores: {"doc_id": doc, "doc": {}, "resps": [[[str(x), "False"]] for x in scores]}  # noqa: E731
+    gen = lambda doc, text: {"doc_id": doc, "doc": {}, "resps": [[text]]}  # noqa: E731
     _samples_folder(tmp_path / "a", {
         "shop_multiple_choice_ll": ({"shop_score,none": 0.5}, [ll(0, [-11.0, -10.5, -10.75, -11.25]), ll(1, [-2, -1])]),
         "shop_ner": ({"shop_score,official": float("nan")}, [gen(0, "x"), gen(1, "y"), gen(2, "z")]),
@@ -740,8 +740,8 @@ def test_eval_commands_reads_lm_eval_files_and_compares_the_options_chosen(tmp_p
     scores, responses, own = eval_commands.read_run(tmp_path / "a")
     assert own == 12.5 and set(scores) == {"shop_multiple_choice_ll", "shop_ner"}
     assert scores["shop_ner"] == {"shop_score,official": None}
-    assert responses == {"shop_multiple_choice_ll": {"0": 1, "1": 1}, "shop_ner": {"0": "x", "1": "y", "2": "z"}}
-    other = {"shop_multiple_choice_ll": {"0": 1, "1": 0}, "shop_ner": {"0": "x", "1": "y!"}, "shop_x": {"0": "q"}}
+    assert responses == {"shop_multiple_choice_ll": {"0": "1", "1": "1"}, "shop_ner": {"0": "x", "1": "y", "2": "z"}}
+    other = {"shop_multiple_choice_ll": {"0": "1", "1": "0"}, "shop_ner": {"0": "x", "1": "y!"}, "shop_x": {"0": "q"}}
     c = eval_commands.compare(responses, other)
     assert (c["compared"], c["identical"], c["unmatched"]) == (4, 2, 2)  # ner doc 2 and shop_x doc 0 unmatched
     assert c["tasks"]["shop_ner"]["identical"] == 1 and c["tasks"]["shop_multiple_choice_ll"]["identical"] == 1

@@ -3,7 +3,7 @@
 A samples file holds one line per evaluated doc *and filter pipeline*; the raw response is the same under every
 pipeline, so each (file, ``doc_id``) is read once.  The response of a generative task is ``resps[0][0]``; of a
 log-likelihood multiple-choice task, the index of the option with the highest log-likelihood (lm-eval 0.4.11
-logs them as strings: ``[["-11.05", "False"], ...]``), as ``shop_multiple_choice_ll`` scores it.
+logs them as strings: ``[["-11.05", "False"], ...]``; ``simple_evaluate``'s own samples hold tuples), as ``shop_multiple_choice_ll`` scores it.
 """
 
 from __future__ import annotations
@@ -55,13 +55,13 @@ def response_of(sample: dict, source: str, where: str) -> str:
     if not isinstance(resps, list) or not resps:
         raise DataError(source, where, "resps", "missing or empty in the lm-eval sample")
     first = resps[0]
-    # log-likelihood multiple choice: one [loglik, is_greedy] per option -> the argmax option index
-    if all(
-        isinstance(r, list) and r and isinstance(r[0], list) and r[0] and _number(r[0][0]) is not None for r in resps
-    ):
+    # log-likelihood multiple choice: one [loglik, is_greedy] per option -> the argmax option index (lists in a
+    # samples file, tuples in the samples simple_evaluate returns)
+    seq = (list, tuple)
+    if all(isinstance(r, seq) and r and isinstance(r[0], seq) and r[0] and _number(r[0][0]) is not None for r in resps):
         return str(argmax_first([_number(r[0][0]) for r in resps]))
     if all(
-        isinstance(r, list) and len(r) == 2 and _number(r[0]) is not None and not isinstance(r[0], str) for r in resps
+        isinstance(r, seq) and len(r) == 2 and _number(r[0]) is not None and not isinstance(r[0], str) for r in resps
     ):
         return str(argmax_first([_number(r[0]) for r in resps]))
     if isinstance(first, list) and first and isinstance(first[0], str):
