@@ -213,23 +213,36 @@ def device_name() -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def int_list(text: str) -> list[int]:
-    """argparse ``type=``: a comma list of whole numbers >= 0 (``4096,8192``)."""
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a comma list of whole numbers >= 0")
-    return values
+def int_list(lo: int = 0):
+    """argparse ``type=``: a comma list of whole numbers >= ``lo`` (``4096,8192``)."""
+
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            values = []
+        if not values or min(values) < lo:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma list of whole numbers >= {lo}")
+        return values
+
+    parse.__name__ = "list"
+    return parse
 
 
 def check_out(ap: argparse.ArgumentParser, out: str) -> None:
-    """A result path a run can write at its end: its folder exists and it is not itself a folder (else a usage
-    error now, before the GPU work)."""
+    """A result path a run can write at its end: its folder exists, it is not itself a folder and it can be
+    opened for writing (else a usage error now, before the GPU work); a file already there is left as it is."""
     path = Path(out)
     if path.is_dir() or not path.parent.is_dir():
         ap.error(f"--out {out}: not a file in an existing folder")
+    existed = path.exists()
+    try:
+        with open(path, "a"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:
+        ap.error(f"--out {out}: cannot be written ({exc.strerror or exc})")
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common  # noqa: E402
+from shop_eval.options import int_in  # noqa: E402
 
 
 def variants():
@@ -51,23 +52,23 @@ def variants():
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--kv-heads", type=int, default=4)
-    ap.add_argument("--group", type=int, default=8, help="query heads per K/V head")
-    ap.add_argument("--head-dim", type=int, default=128)
-    ap.add_argument("--lengths", type=common.int_list, default=[448, 832, 1600], help="static-cache lengths (>= 8)")
-    ap.add_argument("--layers", type=int, default=48, help="calls per graph (one per layer, each its own K/V)")
+    ap.add_argument("--batch", type=int_in(1, 4096), default=100)
+    ap.add_argument("--kv-heads", type=int_in(1, 64), default=4)
+    ap.add_argument("--group", type=int_in(1, 64), default=8, help="query heads per K/V head")
+    ap.add_argument("--head-dim", type=int_in(8, 256), default=128)
+    ap.add_argument("--lengths", type=common.int_list(8), default=[448, 832, 1600], help="static-cache lengths (>= 8)")
+    ap.add_argument(
+        "--layers", type=int_in(1, 256), default=48, help="calls per graph (one per layer, each its own K/V)"
+    )
     ap.add_argument("--cpu", action="store_true")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     common.check_out(ap, args.out)
-    if min(args.lengths) < 8:
-        ap.error("--lengths: every static-cache length must be at least 8")
 
     import torch
 
     if not args.cpu and not torch.cuda.is_available():
-        sys.exit("no GPU: use --cpu on a CPU")
+        ap.error("no GPU: use --cpu on a CPU")
     device = "cpu" if args.cpu else "cuda"
     if device == "cpu":
         args.batch, args.layers, args.lengths = 2, 2, [64]

@@ -43,6 +43,7 @@ from bench import common  # noqa: E402
 from bench.eval_throughput import SAMPLE, compare_responses, task_commands  # noqa: E402
 from shop_eval.errors import DataError  # noqa: E402
 from shop_eval.leaderboard.collect import find_results, samples_files  # noqa: E402
+from shop_eval.options import choice_list, int_in  # noqa: E402
 from shop_eval.scoring.samples import read_samples  # noqa: E402
 
 TAIL = 2000  # characters of a failed command's output kept in the result
@@ -57,26 +58,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument(
         "--work", help="folder for the --shape checkpoint and the commands' outputs (default: beside --out)"
     )
-    ap.add_argument("--settings", default="ours,ours_group,fast_group", help="comma list; the first is the baseline")
+    settings = choice_list(list(task_commands(1)))
+    ap.add_argument(
+        "--settings", type=settings, default="ours,ours_group,fast_group", help="comma list; the first is the baseline"
+    )
     ap.add_argument("--data", default=str(SAMPLE), help="the tasks' data (SHOP_EVAL_DATA)")
-    ap.add_argument("--per-type", type=int, default=100, help="--limit of every command")
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--per-type", type=int_in(1, MAX_PER_TYPE), default=100, help="--limit of every command")
+    ap.add_argument("--batch-size", type=int_in(1, 4096), default=128)
     ap.add_argument("--device", default="cuda:0")
-    ap.add_argument("--timeout", type=int, default=900, help="seconds one command may take")
+    ap.add_argument("--timeout", type=int_in(1, 86400), default=900, help="seconds one command may take")
     ap.add_argument("--probe-startup", action="store_true", help="time the imports and the model load on their own")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    known = task_commands(args.batch_size)
-    args.settings = [s.strip() for s in args.settings.split(",") if s.strip()]
-    unknown = [s for s in args.settings if s not in known]
-    if unknown or not args.settings:
-        ap.error(f"--settings: {','.join(unknown) or '(none)'}: not one of {', '.join(known)}")
-    if len(set(args.settings)) < len(args.settings):
-        ap.error(f"--settings {','.join(args.settings)}: a setting named twice")
-    for name, value, lo, hi in (("--per-type", args.per_type, 1, MAX_PER_TYPE), ("--batch-size", args.batch_size, 1,
-                                 4096), ("--timeout", args.timeout, 1, 86400)):  # fmt: skip
-        if not lo <= value <= hi:
-            ap.error(f"{name} {value}: expected {lo} to {hi}")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            ap.error(f"--device {args.device}: no GPU here (--device cpu)")
     if args.shape and not args.work:
         ap.error("--shape needs --work (the folder the checkpoint is saved in)")
     if args.model and not (Path(args.model) / "config.json").is_file():
@@ -85,12 +83,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error(f"--data {args.data}: not a file")
     common.check_out(ap, args.out)
     args.work = Path(args.work) if args.work else Path(args.out).parent / "eval_commands_runs"
-    try:  # both written to long after the first command: refused now rather than at the first save
+    try:  # written to long after the first command: refused now rather than at the first save
         args.work.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "a"):
-            pass
     except OSError as exc:
-        ap.error(f"cannot write there: {exc}")
+        ap.error(f"--work {args.work}: cannot be written ({exc.strerror or exc})")
     return args
 
 
@@ -141,6 +137,18 @@ def _text(out) -> str:
     return out.decode(errors="replace") if isinstance(out, bytes) else (out or "")
 
 
+def _run(argv: list[str], env: dict, timeout: int) -> tuple[int | None, str, float]:
+    """One command in a fresh process from the repository root: exit status (None: timed out), its output
+    (what it wrote before a time-out too) and its wall clock."""
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        rc, output = proc.returncode, proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        rc, output = None, f"{_text(exc.output)}{_text(exc.stderr)}\ntimed out after {timeout} s"
+    return rc, output, round(time.perf_counter() - t0, 2)
+
+
 def run_setting(setting: str, model: str, args, out_dir: Path, env: dict, res: dict, save) -> None:
     """The setting's commands one after another into ``res`` (each one's output in ``OUT_DIR/SETTING/I.log``, its
     output folder emptied first, so nothing an earlier run left there is read); ``save`` is called after each, so
@@ -152,13 +160,7 @@ def run_setting(setting: str, model: str, args, out_dir: Path, env: dict, res: d
         folder = out_dir / setting / str(i)
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=args.timeout)
-            rc, output = proc.returncode, proc.stdout + proc.stderr
-        except subprocess.TimeoutExpired as exc:
-            rc, output = None, f"{_text(exc.output)}{_text(exc.stderr)}\ntimed out after {args.timeout} s"
-        wall = round(time.perf_counter() - t0, 2)
+        rc, output, wall = _run(argv, env, args.timeout)
         (out_dir / setting / f"{i}.log").write_text(output)
         run = {"tasks": argv[argv.index("--tasks") + 1], "seconds": wall, "rc": rc}
         found = False
@@ -197,14 +199,8 @@ def probe_startup(model: str, args, env: dict) -> dict:
     )
     out = {}
     for name, code in (("imports_seconds", imports), ("imports_and_load_seconds", load)):
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                                  timeout=args.timeout)  # fmt: skip
-            rc, output = proc.returncode, proc.stdout + proc.stderr
-        except subprocess.TimeoutExpired:
-            rc, output = None, f"timed out after {args.timeout} s"
-        out[name] = round(time.perf_counter() - t0, 2) if rc == 0 else None
+        rc, output, wall = _run([sys.executable, "-c", code], env, args.timeout)
+        out[name] = wall if rc == 0 else None
         if rc != 0:
             out[name.replace("seconds", "error")] = output[-TAIL:]
     return out

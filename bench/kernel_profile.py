@@ -161,13 +161,15 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=100)
     ap.add_argument("--max-len", type=int, default=406)
     ap.add_argument("--min-len", type=int, default=180)
-    ap.add_argument("--prefill-tokens", type=common.int_list, default=[4096, 8192, 16384, 32768, 0])
+    ap.add_argument("--prefill-tokens", type=common.int_list(0), default=[4096, 8192, 16384, 32768, 0])
     ap.add_argument("--decode-batch", type=int, default=100)
     ap.add_argument("--decode-len", type=int, default=448)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     common.check_out(ap, args.out)
+    if args.tokenizer and not (Path(args.tokenizer) / "tokenizer_config.json").is_file():
+        ap.error(f"--tokenizer {args.tokenizer}: no tokenizer_config.json there")
 
     import torch
     from transformers import AutoTokenizer
@@ -178,7 +180,7 @@ def main(argv=None) -> int:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu" and not args.tiny:
-        sys.exit("no GPU: use --tiny on a CPU")
+        ap.error("no GPU: use --tiny on a CPU")
     cfg = common.shape("tiny" if args.tiny else "yi9b")
     if args.tiny:
         args.rows, args.max_len, args.min_len, args.decode_batch, args.decode_len = 8, 40, 10, 4, 64

@@ -681,18 +681,17 @@ def test_eval_commands_are_the_documented_commands_with_the_bench_options(tmp_pa
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--settings", "ours,nope"], "nope: not one of"),
-        (["--settings", ","], "(none)"),
-        (["--settings", "ours_group, ours_group"], "a setting named twice"),
-        (["--per-type", "0"], "--per-type 0: expected 1 to"),
-        (["--per-type", "99999999999999999999"], "--per-type 99999999999999999999: expected"),
-        (["--batch-size", "0"], "--batch-size 0: expected"),
-        (["--timeout", "0"], "--timeout 0: expected"),
-        (["--per-type", "1.5"], "invalid int value"),
+        (["--settings", "ours,nope"], "unknown nope (one of"),
+        (["--settings", ","], "expected one or more of"),
+        (["--per-type", "0"], "--per-type: 0 is out of range"),
+        (["--per-type", "99999999999999999999"], "--per-type: 99999999999999999999 is out of range"),
+        (["--batch-size", "0"], "--batch-size: 0 is out of range"),
+        (["--timeout", "0"], "--timeout: 0 is out of range"),
+        (["--per-type", "1.5"], "expected a whole number"),
         (["--data", "/nonexistent.jsonl"], "not a file"),
         (["--model", "/"], "no config.json there"),
-        (["--out", "/proc/r.json"], "cannot write there"),
-        (["--work", "FILE"], "cannot write there"),
+        (["--out", "/proc/r.json"], "cannot be written"),
+        (["--work", "FILE"], "--work"),
         (["--shape", "tiny"], "--shape needs --work"),
     ],
 )
@@ -703,13 +702,26 @@ def test_eval_commands_refuses_bad_options_before_any_run(tmp_path, capsys, argv
     (tmp_path / "model" / "config.json").write_text("{}")
     (tmp_path / "FILE").write_text("")
     argv = [str(tmp_path / "FILE") if a == "FILE" else a for a in argv]
-    base = ["--data", str(SAMPLE_JSONL), "--out", str(tmp_path / "r.json")]
+    base = ["--data", str(SAMPLE_JSONL), "--out", str(tmp_path / "r.json"), "--device", "cpu"]
     if "--model" not in argv and "--shape" not in argv:
         base += ["--model", str(tmp_path / "model")]
     with pytest.raises(SystemExit) as exc:
         eval_commands.parse_args(base + argv)
     err = capsys.readouterr().err
     assert exc.value.code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "r.json").exists()  # the check that --out can be written leaves nothing behind
+
+
+def test_eval_commands_settings_named_twice_run_once_and_cuda_needs_a_gpu(tmp_path, capsys, monkeypatch):
+    from bench import eval_commands
+
+    base = ["--shape", "tiny", "--work", str(tmp_path), "--data", str(SAMPLE_JSONL), "--out", str(tmp_path / "r.json")]
+    args = eval_commands.parse_args(base + ["--device", "cpu", "--settings", "ours_group, fast_group,ours_group"])
+    assert args.settings == ["ours_group", "fast_group"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exc:
+        eval_commands.parse_args(base + ["--device", "cuda:0"])
+    assert exc.value.code == 2 and "--device cuda:0: no GPU here" in capsys.readouterr().err
 
 
 def _samples_folder(folder: Path, tasks: dict, seconds: str = "12.5") -> None:
@@ -774,6 +786,7 @@ def test_eval_commands_saves_after_every_command_and_reads_only_this_runs_files(
     (stale / "results_0.json").write_text(json.dumps({"results": {"stale": {"s": 9.0}}}))
     args = eval_commands.parse_args([
         "--shape", "tiny", "--work", str(tmp_path), "--data", str(SAMPLE_JSONL), "--out", str(tmp_path / "r.json"),
+        "--device", "cpu",
     ])  # fmt: skip
     saved = []
     res_a: dict = {}
@@ -787,7 +800,6 @@ def test_eval_commands_saves_after_every_command_and_reads_only_this_runs_files(
     assert saved == [1] and snapshots == [1, 2]
     assert res_b["failed"] and "done" not in res_b and [r["rc"] for r in res_b["runs"]] == [0, 3]
     assert "boom" in res_b["runs"][1]["output_tail"] and "boom" in (tmp_path / "runs" / "b" / "1.log").read_text()
-    assert res_b["seconds"] == round(sum(r["seconds"] for r in res_b["runs"]), 2)
 
 
 def test_eval_commands_runs_hf_and_hf_fast_as_commands_with_the_same_responses(tmp_path, tiny_model_dir):
@@ -830,3 +842,32 @@ def test_eval_commands_keeps_what_ran_when_a_command_fails(tmp_path, tiny_model_
     run = json.loads(out.read_text())["runs"]["ours_group"]
     assert run["failed"] and "done" not in run and run["runs"][0]["rc"] not in (0, None)
     assert run["runs"][0]["output_tail"]
+
+
+@pytest.mark.parametrize(
+    "script, argv, message",
+    [
+        ("decode_attention_probe", ["--head-dim", "0"], "--head-dim: 0 is out of range"),
+        ("decode_attention_probe", ["--lengths", "448,4"], "whole numbers >= 8"),
+        ("decode_attention_probe", ["--cpu", "--out", "/proc/x.json"], "cannot be written"),
+        ("decode_attention_probe", [], "no GPU: use --cpu"),
+        ("kernel_profile", ["--tiny", "--tokenizer", "/"], "no tokenizer_config.json there"),
+        ("kernel_profile", ["--prefill-tokens", "-1"], "whole numbers >= 0"),
+        ("kernel_profile", [], "no GPU: use --tiny"),
+    ],
+)
+def test_gpu_probes_refuse_bad_options_before_any_work(tmp_path, capsys, monkeypatch, script, argv, message):
+    """Every refusal is a usage error (exit 2, one line, no traceback) before a model is built; a result file
+    already at --out is left as it was."""
+    import importlib
+
+    mod = importlib.import_module(f"bench.{script}")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "r.json"
+    out.write_text("earlier result")
+    full = (["--out", str(out)] if "--out" not in argv else []) + argv
+    with pytest.raises(SystemExit) as exc:
+        mod.main(full)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err and "Traceback" not in err
+    assert out.read_text() == "earlier result"
